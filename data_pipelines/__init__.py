@@ -1,0 +1,1 @@
+"""Importers, validation and dataset builders for GlobMed and its source datasets."""

@@ -1,0 +1,1 @@
+"""GlobMed records, languages, tasks/mixtures and the grain input pipeline."""

@@ -1,0 +1,189 @@
+"""Shared transformer building blocks: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP.
+
+Shape letters: B batch, T query length, S key/cache length, D hidden, N query heads,
+K key/value heads, H head dim, F MLP width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from globmed_jax.models.config import ModelConfig, RopeScaling
+from globmed_jax.sharding import ShardingContext
+
+Initializer = Callable[..., jax.Array]
+
+
+def _param(rngs: nnx.Rngs, init: Initializer, shape, dtype, logical_axes) -> nnx.Param:
+    return nnx.Param(init(rngs.params(), shape, dtype), logical_axes=tuple(logical_axes))
+
+
+def _weight_init(fan_in: int) -> Initializer:
+    return jax.nn.initializers.normal(stddev=1.0 / math.sqrt(fan_in))
+
+
+class RMSNorm(nnx.Module):
+    """``x * rsqrt(mean(x^2) + eps) * scale``, statistics in fp32 (as HF does)."""
+
+    def __init__(self, dim: int, eps: float, param_dtype, logical_axis: str, *, rngs: nnx.Rngs):
+        self.eps = eps
+        self.scale = _param(rngs, jax.nn.initializers.ones, (dim,), param_dtype, (logical_axis,))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed.astype(x.dtype) * self.scale[...].astype(x.dtype)).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------------- RoPE
+
+
+def rope_inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None) -> np.ndarray:
+    """Inverse frequencies ``[H/2]`` in fp32, with Llama-3.1 frequency-dependent scaling."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
+    inv_freq = (1.0 / (np.float32(theta) ** exponents)).astype(np.float32)
+    if scaling is None:
+        return inv_freq
+    low_wavelen = scaling.original_max_position_embeddings / scaling.low_freq_factor
+    high_wavelen = scaling.original_max_position_embeddings / scaling.high_freq_factor
+    wavelen = 2 * np.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+    smooth = (scaling.original_max_position_embeddings / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+    is_medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return np.where(is_medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq) -> jax.Array:
+    """Rotates ``x [B,T,heads,H]`` by ``positions [B,T]`` (HF "rotate_half" layout)."""
+    inv_freq = jnp.asarray(np.asarray(inv_freq, dtype=np.float32))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B,T,H/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]  # [B,T,1,H]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+# ------------------------------------------------------------------------------ Attention
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with optional q/k RMSNorm (Qwen3) and q/k/v bias (Qwen2)."""
+
+    def __init__(self, cfg: ModelConfig, shard: ShardingContext, *, rngs: nnx.Rngs):
+        d, n, k, h, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.weight_dtype
+        self.cfg, self.shard = cfg, shard
+        self.q_proj = _param(rngs, _weight_init(d), (d, n, h), pd, ("embed", "heads", "head_dim"))
+        self.k_proj = _param(rngs, _weight_init(d), (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+        self.v_proj = _param(rngs, _weight_init(d), (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
+        self.o_proj = _param(rngs, _weight_init(n * h), (n, h, d), pd, ("heads", "head_dim", "embed"))
+        zeros = jax.nn.initializers.zeros
+        if cfg.qkv_bias:
+            self.q_bias = _param(rngs, zeros, (n, h), pd, ("heads", "head_dim"))
+            self.k_bias = _param(rngs, zeros, (k, h), pd, ("kv_heads", "head_dim"))
+            self.v_bias = _param(rngs, zeros, (k, h), pd, ("kv_heads", "head_dim"))
+        if cfg.o_bias:
+            self.o_bias = _param(rngs, zeros, (d,), pd, ("embed",))
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
+            self.k_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
+        # A tuple, not an array: module attributes that are not Variables must be hashable.
+        self.inv_freq = tuple(rope_inverse_frequencies(h, cfg.rope_theta, cfg.rope_scaling).tolist())
+
+    def _project(self, x, name: str) -> jax.Array:
+        dt = self.cfg.compute_dtype
+        y = jnp.einsum("btd,dkh->btkh", x, getattr(self, name)[...].astype(dt))
+        bias_name = name[0] + "_bias"
+        if hasattr(self, bias_name):
+            y = y + getattr(self, bias_name)[...].astype(dt)
+        return y
+
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        kv_cache: tuple[jax.Array, jax.Array] | None = None,
+        cache_index: jax.Array | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """x ``[B,T,D]``, positions ``[B,T]``, mask ``[B,1,T,S]`` bool (True = may attend).
+
+        With ``kv_cache`` (``k, v [B,S,K,H]``) the new keys/values are written at slots
+        ``cache_index .. cache_index+T`` and attention runs over the whole cache.
+        """
+        cfg, dt = self.cfg, self.cfg.compute_dtype
+        q, k, v = self._project(x, "q_proj"), self._project(x, "k_proj"), self._project(x, "v_proj")
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, positions, self.inv_freq), apply_rope(k, positions, self.inv_freq)
+        q = self.shard.constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+        new_cache = None
+        if kv_cache is not None:
+            k_cache, v_cache = kv_cache
+            start = (0, cache_index, 0, 0)
+            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+            new_cache = (k, v)
+            k, v = k.astype(dt), v.astype(dt)
+        out = jax.nn.dot_product_attention(
+            q, k, v, mask=mask, scale=cfg.head_dim**-0.5, implementation=cfg.attention_impl
+        )  # [B,T,N,H]
+        y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
+        if cfg.o_bias:
+            y = y + self.o_bias[...].astype(dt)
+        return y, new_cache
+
+
+class MLP(nnx.Module):
+    """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, cfg: ModelConfig, shard: ShardingContext, *, rngs: nnx.Rngs):
+        d, f, pd = cfg.hidden_size, cfg.intermediate_size, cfg.weight_dtype
+        self.cfg, self.shard = cfg, shard
+        self.gate_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
+        self.up_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
+        self.down_proj = _param(rngs, _weight_init(f), (f, d), pd, ("mlp", "embed"))
+        if cfg.mlp_bias:
+            zeros = jax.nn.initializers.zeros
+            self.gate_bias = _param(rngs, zeros, (f,), pd, ("mlp",))
+            self.up_bias = _param(rngs, zeros, (f,), pd, ("mlp",))
+            self.down_bias = _param(rngs, zeros, (d,), pd, ("embed",))
+
+    def _linear(self, x, name):
+        dt = self.cfg.compute_dtype
+        y = x @ getattr(self, name + "_proj")[...].astype(dt)
+        if self.cfg.mlp_bias:
+            y = y + getattr(self, name + "_bias")[...].astype(dt)
+        return y
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden = jax.nn.silu(self._linear(x, "gate")) * self._linear(x, "up")
+        hidden = self.shard.constrain(hidden, ("activation_batch", "activation_length", "activation_mlp"))
+        return self._linear(hidden, "down")
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+
+    def __init__(self, cfg: ModelConfig, shard: ShardingContext, *, rngs: nnx.Rngs):
+        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.weight_dtype, "norm", rngs=rngs)
+        self.attn = Attention(cfg, shard, rngs=rngs)
+        self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.weight_dtype, "norm", rngs=rngs)
+        self.mlp = MLP(cfg, shard, rngs=rngs)
+        self.shard = shard
+
+    def __call__(self, x, positions, mask, kv_cache=None, cache_index=None):
+        attn_out, new_cache = self.attn(self.input_norm(x), positions, mask, kv_cache, cache_index)
+        x = x + attn_out
+        x = x + self.mlp(self.post_attn_norm(x))
+        x = self.shard.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+        return x, new_cache
