@@ -26,7 +26,7 @@ from safetensors.numpy import save_file
 
 from globmed_jax.models.config import ModelConfig, UnsupportedModelError, from_hf_config, to_hf_config
 from globmed_jax.models.transformer import CausalLM
-from globmed_jax.sharding import ShardingContext, state_shardings
+from globmed_jax.sharding import ShardingContext, spec_for_shape, variable_logical_axes
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +237,10 @@ def abstract_model(cfg: ModelConfig, mesh: Mesh | None = None) -> CausalLM:
     return nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0), shard=shard))
 
 
-def _target_shardings(state, mesh: Mesh | None):
-    if mesh is not None:
-        return state_shardings(state, mesh)
-    device = SingleDeviceSharding(jax.devices()[0])
-    return jax.tree.map(lambda v: v.replace(device) if isinstance(v, nnx.Variable) else device,
-                        state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+def _target_sharding(var: nnx.Variable, mesh: Mesh | None):
+    if mesh is None:
+        return SingleDeviceSharding(jax.devices()[0])
+    return NamedSharding(mesh, spec_for_shape(var.shape, variable_logical_axes(var), mesh))
 
 
 def _slice_sharding(sharding) -> Any:
@@ -278,14 +276,12 @@ def from_pretrained(
 
     abstract = abstract_model(cfg, mesh)
     graphdef, abs_state = nnx.split(abstract)
-    shardings = _target_shardings(abs_state, mesh)
     flat_abs = dict(nnx.to_flat_state(abs_state))
-    flat_shard = dict(nnx.to_flat_state(shardings))
     loaded: dict[tuple, Any] = {}
     storage = cfg.weight_dtype
     for spec in param_table(cfg):
         var = flat_abs[spec.path]
-        sharding = flat_shard[spec.path][...] if isinstance(flat_shard[spec.path], nnx.Variable) else flat_shard[spec.path]
+        sharding = _target_sharding(var, mesh)
         if spec.per_layer:
             array = _stream_stacked(index, spec, cfg, var.shape, storage, sharding)
         else:

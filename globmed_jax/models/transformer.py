@@ -7,7 +7,6 @@ an unrolled Python loop (lets XLA fuse across layers); the checkpoint layout is 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.struct
@@ -39,8 +38,10 @@ class KVCache:
         return self.k.shape[2]
 
 
-@dataclasses.dataclass
+@flax.struct.dataclass
 class ModelOutput:
+    """What ``CausalLM.forward`` returns (a pytree, so jitted functions can return it)."""
+
     logits: jax.Array | None  # [B, T, V] float32
     hidden: jax.Array  # [B, T, D] after the final norm
     cache: KVCache | None = None
