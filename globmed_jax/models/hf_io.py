@@ -334,6 +334,56 @@ def _hf_tensors(model: CausalLM, dtype) -> Iterator[tuple[str, np.ndarray]]:
             yield spec.hf_name, np.ascontiguousarray(spec.to_hf(_to_host(value), cfg).astype(dtype))
 
 
+def write_safetensors(
+    tensors: Iterator[tuple[str, np.ndarray]],
+    out: Path,
+    *,
+    max_shard_bytes: int = 5 * 1024**3,
+    writer: bool = True,
+) -> list[str]:
+    """Writes named tensors as ``model.safetensors`` or as HF-style shards plus
+    ``model.safetensors.index.json``. Each shard is written as soon as it fills, so host
+    memory holds at most one shard. Returns the written file names."""
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
+            stale.unlink()
+    metadata = {"format": "pt"}
+    written: list[tuple[str, list[str], int]] = []  # (temporary file, tensor names, bytes)
+    pending: dict[str, np.ndarray] = {}
+    pending_bytes = 0
+
+    def flush():
+        nonlocal pending, pending_bytes
+        if pending and writer:
+            tmp = f"model-part{len(written):05d}.tmp"
+            save_file(pending, out / tmp, metadata=metadata)
+            written.append((tmp, list(pending), pending_bytes))
+        pending, pending_bytes = {}, 0
+
+    for name, array in tensors:
+        if pending and pending_bytes + array.nbytes > max_shard_bytes:
+            flush()
+        pending[name] = np.ascontiguousarray(array)
+        pending_bytes += array.nbytes
+    flush()
+    if not writer:
+        return []
+    if len(written) == 1:
+        (out / written[0][0]).rename(out / "model.safetensors")
+        return ["model.safetensors"]
+    weight_map, total, names = {}, 0, []
+    for j, (tmp, tensor_names, nbytes) in enumerate(written):
+        fname = f"model-{j + 1:05d}-of-{len(written):05d}.safetensors"
+        (out / tmp).rename(out / fname)
+        weight_map.update({n: fname for n in tensor_names})
+        total += nbytes
+        names.append(fname)
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return names
+
+
 def save_pretrained(
     model: CausalLM,
     out_dir: str | os.PathLike,
@@ -352,42 +402,8 @@ def save_pretrained(
     cfg = model.cfg
     dtype = jnp.dtype(dtype or cfg.param_dtype)
     writer = jax.process_index() == 0
+    write_safetensors(_hf_tensors(model, dtype), out, max_shard_bytes=max_shard_bytes, writer=writer)
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
-            stale.unlink()
-    metadata = {"format": "pt"}
-    written: list[tuple[str, list[str], int]] = []  # (temporary file, tensor names, bytes)
-    pending: dict[str, np.ndarray] = {}
-    pending_bytes = 0
-
-    def flush():
-        nonlocal pending, pending_bytes
-        if pending and writer:
-            tmp = f"model-part{len(written):05d}.tmp"
-            save_file(pending, out / tmp, metadata=metadata)
-            written.append((tmp, list(pending), pending_bytes))
-        pending, pending_bytes = {}, 0
-
-    # Shards are written as soon as they fill, so host memory holds at most one shard.
-    for name, array in _hf_tensors(model, dtype):
-        if pending and pending_bytes + array.nbytes > max_shard_bytes:
-            flush()
-        pending[name] = array
-        pending_bytes += array.nbytes
-    flush()
-    if writer:
-        if len(written) == 1:
-            (out / written[0][0]).rename(out / "model.safetensors")
-        else:
-            weight_map, total = {}, 0
-            for j, (tmp, names, nbytes) in enumerate(written):
-                fname = f"model-{j + 1:05d}-of-{len(written):05d}.safetensors"
-                (out / tmp).rename(out / fname)
-                weight_map.update({n: fname for n in names})
-                total += nbytes
-            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
         hf_config = to_hf_config(cfg.replace(param_dtype=dtype.name))
         (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         if tokenizer is not None:
