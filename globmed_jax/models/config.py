@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 SUPPORTED_MODEL_TYPES = ("qwen3", "llama", "qwen2")
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims", "minimal")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class UnsupportedModelError(ValueError):
@@ -63,6 +64,10 @@ class ModelConfig:
     scan_layers: bool = True
     # None: let jax.nn.dot_product_attention pick (cuDNN on GPU when it can, else XLA).
     attention_impl: str | None = None
+    # LoRA adapters (rank 0 = off) on the named projections; see globmed_jax/models/lora.py.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -77,6 +82,11 @@ class ModelConfig:
             raise ValueError(f"remat_policy {self.remat_policy!r} not in {REMAT_POLICIES}")
         if self.attention_impl not in (None, "xla", "cudnn"):
             raise ValueError(f"attention_impl must be None, 'xla' or 'cudnn', got {self.attention_impl!r}")
+        unknown_targets = set(self.lora_targets) - set(LORA_TARGETS)
+        if unknown_targets:
+            raise ValueError(f"unknown lora_targets {sorted(unknown_targets)}; choose from {LORA_TARGETS}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         for field in ("dtype", "param_dtype"):
             jnp.dtype(getattr(self, field))  # raises on an unknown dtype name
 

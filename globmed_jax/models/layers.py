@@ -28,6 +28,31 @@ def _weight_init(fan_in: int) -> Initializer:
     return jax.nn.initializers.normal(stddev=1.0 / math.sqrt(fan_in))
 
 
+def _maybe_lora(module: nnx.Module, cfg: ModelConfig, name: str, in_shape, out_shape, in_axes, out_axes,
+                rngs: nnx.Rngs) -> None:
+    """Adds LoRA factors ``{name}_lora_a [*in, r]`` and ``{name}_lora_b [r, *out]`` (B starts at
+    zero, so the adapted model starts equal to the base model)."""
+    if cfg.lora_rank <= 0 or name not in cfg.lora_targets:
+        return
+    r, pd = cfg.lora_rank, cfg.weight_dtype
+    fan_in = int(np.prod(in_shape))
+    a = _weight_init(fan_in)(rngs.params(), (*in_shape, r), pd)
+    b = jnp.zeros((r, *out_shape), pd)
+    setattr(module, f"{name}_lora_a", nnx.LoRAParam(a, logical_axes=(*in_axes, "lora_rank")))
+    setattr(module, f"{name}_lora_b", nnx.LoRAParam(b, logical_axes=("lora_rank", *out_axes)))
+
+
+def _lora_delta(module: nnx.Module, cfg: ModelConfig, name: str, x: jax.Array, in_ndim: int) -> jax.Array | None:
+    """``(alpha / r) * (x @ A) @ B`` contracting the last ``in_ndim`` axes of x, or None."""
+    a = getattr(module, f"{name}_lora_a", None)
+    if a is None:
+        return None
+    dt = cfg.compute_dtype
+    b = getattr(module, f"{name}_lora_b")
+    low = jnp.tensordot(x, a[...].astype(dt), axes=in_ndim)
+    return jnp.tensordot(low, b[...].astype(dt), axes=1) * (cfg.lora_alpha / cfg.lora_rank)
+
+
 class RMSNorm(nnx.Module):
     """``x * rsqrt(mean(x^2) + eps) * scale``, statistics in fp32 (as HF does)."""
 
@@ -93,6 +118,10 @@ class Attention(nnx.Module):
             self.v_bias = _param(rngs, zeros, (k, h), pd, ("kv_heads", "head_dim"))
         if cfg.o_bias:
             self.o_bias = _param(rngs, zeros, (d,), pd, ("embed",))
+        _maybe_lora(self, cfg, "q_proj", (d,), (n, h), ("embed",), ("heads", "head_dim"), rngs)
+        _maybe_lora(self, cfg, "k_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"), rngs)
+        _maybe_lora(self, cfg, "v_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"), rngs)
+        _maybe_lora(self, cfg, "o_proj", (n, h), (d,), ("heads", "head_dim"), ("embed",), rngs)
         if cfg.qk_norm:
             self.q_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
             self.k_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
@@ -102,6 +131,9 @@ class Attention(nnx.Module):
     def _project(self, x, name: str) -> jax.Array:
         dt = self.cfg.compute_dtype
         y = jnp.einsum("btd,dkh->btkh", x, getattr(self, name)[...].astype(dt))
+        delta = _lora_delta(self, self.cfg, name, x, 1)
+        if delta is not None:
+            y = y + delta
         bias_name = name[0] + "_bias"
         if hasattr(self, bias_name):
             y = y + getattr(self, bias_name)[...].astype(dt)
@@ -138,6 +170,9 @@ class Attention(nnx.Module):
             q, k, v, mask=mask, scale=cfg.head_dim**-0.5, implementation=cfg.attention_impl
         )  # [B,T,N,H]
         y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
+        delta = _lora_delta(self, cfg, "o_proj", out, 2)
+        if delta is not None:
+            y = y + delta
         if cfg.o_bias:
             y = y + self.o_bias[...].astype(dt)
         return y, new_cache
@@ -152,6 +187,9 @@ class MLP(nnx.Module):
         self.gate_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
         self.up_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
         self.down_proj = _param(rngs, _weight_init(f), (f, d), pd, ("mlp", "embed"))
+        _maybe_lora(self, cfg, "gate_proj", (d,), (f,), ("embed",), ("mlp",), rngs)
+        _maybe_lora(self, cfg, "up_proj", (d,), (f,), ("embed",), ("mlp",), rngs)
+        _maybe_lora(self, cfg, "down_proj", (f,), (d,), ("mlp",), ("embed",), rngs)
         if cfg.mlp_bias:
             zeros = jax.nn.initializers.zeros
             self.gate_bias = _param(rngs, zeros, (f,), pd, ("mlp",))
@@ -161,6 +199,9 @@ class MLP(nnx.Module):
     def _linear(self, x, name):
         dt = self.cfg.compute_dtype
         y = x @ getattr(self, name + "_proj")[...].astype(dt)
+        delta = _lora_delta(self, self.cfg, name + "_proj", x, 1)
+        if delta is not None:
+            y = y + delta
         if self.cfg.mlp_bias:
             y = y + getattr(self, name + "_bias")[...].astype(dt)
         return y

@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: optimizer, loss, jitted sharded train step, checkpoints, metrics, loop."""

@@ -1,0 +1,121 @@
+"""The train step: sharded == single device, accumulation == big batch, overfitting, LoRA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from globmed_jax import sharding
+from globmed_jax.models import CausalLM, get_preset
+from globmed_jax.models.lora import add_lora
+from globmed_jax.training.optim import decay_mask, make_optimizer
+from globmed_jax.training.step import (
+    ModelTemplate, init_train_state, jit_train_step, make_train_step, state_shardings,
+)
+
+NUM_LANGUAGES = 3
+
+
+def tiny_model(seed=0, **overrides):
+    cfg = get_preset("qwen3_0p6b", vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2,
+                     num_heads=4, num_kv_heads=2, head_dim=8, dtype="float32", **overrides)
+    return CausalLM(cfg, rngs=nnx.Rngs(seed))
+
+
+def make_batch(rows=8, seq=16, seed=0):
+    """Packed rows: two segments per row, loss on the second half of each segment."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 128, (rows, seq + 1)).astype(np.int32)
+    half = seq // 2
+    segment_ids = np.concatenate([np.ones((rows, half)), 2 * np.ones((rows, seq - half))], 1).astype(np.int32)
+    positions = np.concatenate([np.arange(half), np.arange(seq - half)])[None].repeat(rows, 0).astype(np.int32)
+    loss_mask = (positions >= half // 2).astype(np.float32)
+    language_ids = rng.integers(0, NUM_LANGUAGES, (rows, 1)).repeat(seq, 1).astype(np.int32)
+    return {"inputs": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": loss_mask,
+            "segment_ids": segment_ids, "positions": positions, "language_ids": language_ids}
+
+
+def run_steps(model, mesh, batches, microbatches=1, lr=1e-2, trainable=nnx.Param):
+    template = ModelTemplate(model, trainable)
+    tx, schedule = make_optimizer(template.initial_params, peak_lr=lr, warmup_steps=0, total_steps=100,
+                                  weight_decay=0.01)
+    shardings = state_shardings(template, tx, mesh)
+    state = init_train_state(template, tx, shardings)
+    rows, seq = batches[0]["inputs"].shape
+    step = jit_train_step(make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES,
+                                          microbatches=microbatches, loss_chunk=5),
+                          shardings, mesh, rows, seq)
+    losses = []
+    for batch in batches:
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return state, metrics, losses
+
+
+def test_sharded_step_equals_single_device_step():
+    batches = [make_batch(seed=s) for s in range(2)]
+    single_mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    s1, m1, l1 = run_steps(tiny_model(), single_mesh, batches)
+    s8, m8, l8 = run_steps(tiny_model(), sharding.make_mesh(2, 2, 2), batches)
+    np.testing.assert_allclose(l8, l1, rtol=1e-5)
+    np.testing.assert_allclose(float(m8["grad_norm"]), float(m1["grad_norm"]), rtol=1e-4)
+    # Adam's first steps move every weight by ~lr whatever the gradient size, so ulp-level
+    # reduction-order differences on near-zero gradients show up at a small fraction of lr.
+    for a, b in zip(jax.tree.leaves(s8.params), jax.tree.leaves(s1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0.02 * 1e-2)
+    gate = s8.params["layers"]["mlp"]["gate_proj"]
+    assert gate.sharding.spec == sharding.spec_for_shape(gate.shape, ("layers", "embed", "mlp"), gate.sharding.mesh)
+
+
+def test_accumulating_microbatches_equals_one_big_batch():
+    batches = [make_batch(rows=8, seed=3)]
+    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    big, mb, _ = run_steps(tiny_model(), mesh, batches, microbatches=1)
+    acc, ma, _ = run_steps(tiny_model(), mesh, batches, microbatches=4)
+    np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(float(ma["loss_tokens"]), float(mb["loss_tokens"]))
+    for a, b in zip(jax.tree.leaves(acc.params), jax.tree.leaves(big.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0.02 * 1e-2)
+
+
+def test_tiny_model_overfits_a_tiny_set():
+    batch = make_batch(rows=4, seed=5)
+    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    _, metrics, losses = run_steps(tiny_model(), mesh, [batch] * 60, lr=3e-2)
+    assert losses[0] > 4.0  # ~ln(128) at init
+    assert losses[-1] < 0.5, losses[-10:]
+    per_lang = np.asarray(metrics["lang_loss_sum"]).sum()
+    np.testing.assert_allclose(per_lang, float(metrics["loss"]) * float(metrics["loss_tokens"]), rtol=1e-4)
+
+
+def test_lora_trains_only_adapters():
+    base = tiny_model()
+    base_q = np.asarray(base.layers.attn.q_proj[...])  # the step donates (reuses) these buffers
+    model = add_lora(base, rank=4, alpha=8.0, targets=("q_proj", "v_proj", "down_proj"))
+    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    state, _, losses = run_steps(model, mesh, [make_batch(rows=4, seed=6)] * 20, lr=3e-2,
+                                 trainable=nnx.LoRAParam)
+    assert set(state.params["layers"]["attn"]) == {"q_proj_lora_a", "q_proj_lora_b", "v_proj_lora_a", "v_proj_lora_b"}
+    assert losses[-1] < losses[0] - 0.5
+    np.testing.assert_array_equal(np.asarray(state.frozen["layers"]["attn"]["q_proj"]), base_q)
+
+
+def test_nonfinite_loss_skips_the_update():
+    batch = make_batch(rows=4, seed=7)
+    batch["loss_mask"] = batch["loss_mask"] * np.float32(np.nan)
+    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    model = tiny_model()
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    state, metrics, _ = run_steps(model, mesh, [batch])
+    assert not bool(metrics["finite"])
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_weight_decay_mask_excludes_norms_biases_embeddings():
+    params = nnx.to_pure_dict(nnx.state(tiny_model(), nnx.Param))
+    mask = decay_mask(params)
+    assert mask["layers"]["mlp"]["gate_proj"] and mask["layers"]["attn"]["q_proj"]
+    assert not mask["embed"] and not mask["final_norm"]["scale"] and not mask["layers"]["attn"]["q_norm"]["scale"]
+    assert decay_mask(params, decay_embeddings=True)["embed"]
