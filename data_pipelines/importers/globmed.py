@@ -1,0 +1,237 @@
+"""GlobMed public-release importer: ``DIR/GlobMed_<Source>/<lang>/{train,test}.json``.
+
+Each file is a JSON array or JSON lines. The field names inside are not documented, so the
+common variants are detected per record (see docs/data.md for the order of precedence), and
+an explicit field map can override them, flat or per source::
+
+    {"question": "q", "options": "opts", "answer": "gold", "answer_format": "index1"}
+    {"MedQA": {"answer": "answer_idx"}, "PubMedQA": {"answer": "final_decision"}}
+
+``source_id`` is ``<dataset>:<record id>`` when the record has an id field, else
+``<dataset>:<split>:<index>`` -- so translations stay aligned across language folders as long
+as the files list items in the same order.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Any, Iterator, Mapping
+
+from data_pipelines.importers.base import (
+    BadRecord,
+    FieldError,
+    ImportOptions,
+    Item,
+    get_field,
+    guarded_file,
+    guarded_item,
+    make_record,
+    normalize_split,
+    resolve_language,
+    text,
+)
+from data_pipelines.importers.bionli import nli_record
+from data_pipelines.importers.mcqa import answer_letter, parse_options
+from data_pipelines.importers.medmcqa import cop_to_letter
+from data_pipelines.importers.readers import LineError, load_json_array_or_lines
+
+# normalized source name -> (dataset id, task family)
+SOURCES: dict[str, tuple[str, str]] = {
+    "medqa": ("medqa", "mcqa"),
+    "headqa": ("headqa", "mcqa"),
+    "medmcqa": ("medmcqa", "mcqa"),
+    "mmlupro": ("mmlu_pro", "mcqa"),
+    "medexpqa": ("medexpqa", "mcqa"),
+    "pubmedqa": ("pubmedqa", "yes_no_maybe"),
+    "bionli": ("bionli", "nli"),
+    "liveqa": ("liveqa", "open_qa"),
+    "expertqamed": ("expertqa_med", "open_qa"),
+    "expertqabio": ("expertqa_bio", "open_qa"),
+}
+PREFIX = "GlobMed_"
+
+ID_FIELDS = ("id", "_id", "qid", "question_id", "uid", "sample_id", "pubid", "pmid", "PMID")
+QUESTION_FIELDS = ("question", "Question", "full_question", "qtext", "QUESTION", "query", "input")
+CONTEXT_FIELDS = ("context", "contexts", "CONTEXTS", "passage")
+EXPLANATION_FIELDS = ("explanation", "exp", "full_answer", "long_answer", "LONG_ANSWER", "rationale", "cot_content")
+OPEN_ANSWER_FIELDS = ("answer", "response", "reference_answer", "long_answer", "answer_string", "output")
+YNM_ANSWER_FIELDS = ("final_decision", "answer", "label")
+# (field, answer format) in order of precedence; MedQA's ``answer`` is the option *text*, so
+# its ``answer_idx`` letter must win.
+MCQA_ANSWER_FIELDS = (
+    ("answer_idx", None), ("cop", "cop"), ("correct_option", "index1"), ("answer", None),
+    ("answer_index", "index0"), ("correct_answer", None), ("label", None), ("gold", None),
+)
+
+
+def norm_source(name: str) -> str:
+    """``GlobMed_MMLU-Pro`` / ``MMLU-Pro`` -> ``mmlupro``."""
+    if name.startswith(PREFIX):
+        name = name[len(PREFIX) :]
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def field_map_for(field_map: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
+    """Flat map (applies to every source) or ``{source: map}`` matched on the normalized name."""
+    if not field_map:
+        return {}
+    if all(isinstance(v, Mapping) for v in field_map.values()):
+        for k, v in field_map.items():
+            if norm_source(k) == norm_source(source):
+                return dict(v)
+        return {}
+    return dict(field_map)
+
+
+def _first(obj: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
+    for n in names:
+        if n in obj and obj[n] not in (None, ""):
+            return n, obj[n]
+    return None, None
+
+
+def _pick(obj: Mapping[str, Any], fm: Mapping[str, Any], key: str, names: tuple[str, ...]) -> tuple[str | None, Any]:
+    """The field-map field when given (must exist), else the first detected variant."""
+    if key in fm:
+        return fm[key], get_field(obj, fm[key])
+    return _first(obj, names)
+
+
+def _context(value: Any, field: str) -> str:
+    """Context as str, list of str, or PubMedQA-HF dict ``{"contexts": [...]}``."""
+    if isinstance(value, Mapping):
+        value = value.get("contexts", [])
+    if isinstance(value, list):
+        return "\n".join(text(v, field, required=False) for v in value)
+    return text(value, field, required=False)
+
+
+def _mcqa_options(obj: Mapping[str, Any], fm: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    if "options" in fm:
+        return parse_options(get_field(obj, fm["options"]), fm["options"])
+    for name in ("options", "choices", "answers"):
+        value = obj.get(name)
+        if isinstance(value, Mapping) and "text" in value:  # HF {"label": [...], "text": [...]}
+            value = value["text"]
+        if isinstance(value, (str, list, Mapping)) and value:
+            return parse_options(value, name)
+    if "opa" in obj:  # MedMCQA columns
+        cols = [c for c in ("opa", "opb", "opc", "opd", "ope") if c in obj]
+        return {"ABCDE"[i]: text(obj[c], c, required=False) for i, c in enumerate(cols)}, {}
+    if "A" in obj and "B" in obj:  # MMLU-style columns
+        cols = [c for c in "ABCDEFGHIJ" if c in obj]
+        return {c: text(obj[c], c, required=False) for c in cols}, {}
+    raise FieldError("options", "no options found (tried options/choices/answers, opa.., A..)")
+
+
+def _mcqa_answer(obj: Mapping[str, Any], fm: Mapping[str, Any], options: dict[str, str], keys: dict[str, str], cop_base: int | None) -> str:
+    if "answer" in fm:
+        fmt = fm.get("answer_format")
+        value = get_field(obj, fm["answer"])
+        if fmt == "cop" or (fmt is None and fm["answer"] == "cop"):
+            fmt = "index1" if cop_base == 1 else "index0"
+        return answer_letter(value, options, key_map=keys, fmt=fmt, field=fm["answer"])
+    for name, fmt in MCQA_ANSWER_FIELDS:
+        if name in obj and obj[name] not in (None, ""):
+            if fmt == "cop":
+                if cop_base is None:
+                    raise FieldError("cop", "cop base ambiguous in this file (both 0 and the last index occur); set cop_base")
+                return cop_to_letter(obj[name], cop_base, len(options))
+            return answer_letter(obj[name], options, key_map=keys, fmt=fmt, field=name)
+    raise FieldError("answer", "no answer field found (tried " + ", ".join(n for n, _ in MCQA_ANSWER_FIELDS) + ")")
+
+
+def detect_cop_base(items: list[tuple[str, Any]], default: int) -> int | None:
+    """0 if some ``cop`` is 0, 1 if some equals the option count (4); None if both occur."""
+    cops = {o.get("cop") for _, o in items if isinstance(o, Mapping) and isinstance(o.get("cop"), int)}
+    zero, top = 0 in cops, 4 in cops
+    if zero and top:
+        return None
+    return 0 if zero else 1 if top else default
+
+
+def globmed_record(
+    obj: Any, *, dataset: str, task: str, lang: str, split: str, index: int, fm: Mapping[str, Any], cop_base: int | None
+) -> Any:
+    """One GlobMed item (any detected variant) -> Record."""
+    if not isinstance(obj, Mapping):
+        raise FieldError("<record>", f"expected an object, got {type(obj).__name__}")
+    _, rid = _pick(obj, fm, "id", ID_FIELDS)
+    local = f"{split}:{index}" if rid in (None, "") else str(rid)
+    if task == "nli":
+        names = {"premise": fm.get("premise", fm.get("context")), "hypothesis": fm.get("hypothesis", fm.get("question")),
+                 "label": fm.get("label", fm.get("answer"))}
+        mapped = {k: get_field(obj, v) for k, v in names.items() if v}
+        src = {**obj, **mapped}
+        return nli_record(src, dataset=dataset, lang=lang, split=split, local=local)
+    qf, q = _pick(obj, fm, "question", QUESTION_FIELDS)
+    question = text(q, qf or "question")
+    cf, c = _pick(obj, fm, "context", CONTEXT_FIELDS)
+    ef, e = _pick(obj, fm, "explanation", EXPLANATION_FIELDS)
+    common = dict(dataset=dataset, task=task, language=lang, split=split, local_id=local, question=question,
+                  context=_context(c, cf or "context"))
+    if task == "mcqa":
+        options, keys = _mcqa_options(obj, fm)
+        answer = _mcqa_answer(obj, fm, options, keys, cop_base)
+        return make_record(**common, answer=answer, options=options, explanation=text(e, ef or "explanation", required=False))
+    if task == "yes_no_maybe":
+        af, a = _pick(obj, fm, "answer", YNM_ANSWER_FIELDS)
+        return make_record(**common, answer=text(a, af or "answer").lower(), explanation=text(e, ef or "explanation", required=False))
+    if task == "open_qa":
+        fields = tuple(f for f in OPEN_ANSWER_FIELDS if f != ef)  # explanation != answer
+        af, a = _pick(obj, fm, "answer", fields)
+        return make_record(**common, answer=text(a, af or "answer"))
+    raise FieldError("task", f"unknown task {task!r}")
+
+
+def _files(root: pathlib.Path) -> list[pathlib.Path]:
+    root = pathlib.Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"input not found: {root}")
+    sources = [root] if root.name.startswith(PREFIX) else sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
+    return sorted(p for s in sources for p in s.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+
+
+def import_globmed(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
+    """Yields records of every ``GlobMed_<Source>/<lang>/<split>.json[l]`` below ``path``."""
+    for file in _files(path):
+        source_dir, lang_dir = file.parent.parent, file.parent
+        source = source_dir.name
+        lang = resolve_language(opts.language or lang_dir.name)
+        split = normalize_split(opts.split or file.stem)
+        fm = field_map_for(opts.field_map, source)
+        dataset, task = SOURCES.get(norm_source(source), (fm.get("dataset") or norm_source(source), fm.get("task")))
+        dataset = fm.get("dataset", dataset)
+        task = fm.get("task", task)
+        ctx = dict(dataset=dataset, language=lang, split=split)
+        if not source_dir.name.startswith(PREFIX):
+            yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx)
+            continue
+        if task is None:
+            known = ", ".join(sorted(SOURCES))
+            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'task' in the field map", None, **ctx)
+            continue
+        yield from guarded_file(
+            file, load_json_array_or_lines,
+            lambda items: _convert(file, items, dataset, task, lang, split, fm, opts), **ctx,
+        )
+
+
+def _convert(
+    file: pathlib.Path, items: list[tuple[str, Any]], dataset: str, task: str, lang: str, split: str,
+    fm: Mapping[str, Any], opts: ImportOptions,
+) -> Iterator[Item]:
+    ctx = dict(dataset=dataset, language=lang, split=split)
+    default_base = fm.get("cop_base", opts.cop_base if opts.cop_base is not None else 0)
+    cop_base = detect_cop_base(items, int(default_base)) if "cop_base" not in fm else int(fm["cop_base"])
+    for index, (loc, obj) in enumerate(items):
+        if isinstance(obj, LineError):
+            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
+            continue
+        yield guarded_item(
+            lambda: globmed_record(obj, dataset=dataset, task=task, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base),
+            file=file, location=loc, raw=obj, **ctx,
+        )

@@ -1,0 +1,109 @@
+"""MedQA (USMLE) importer: the original jsonl and the AfriMed-QA CSV re-export.
+
+jsonl: ``{question, options{A..}, answer_idx (letter), answer (text), meta_info}``.
+CSV: pandas export with an unnamed index column, ``options`` as a *Python dict repr*
+(parsed with ``ast.literal_eval``, never eval), ``correct_answer`` letter, ``answer_words``.
+The row position (jsonl line order / CSV index column) is the local id, so both exports of
+the same item share a ``source_id``.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+from typing import Any, Iterator, Mapping
+
+from data_pipelines.importers.base import (
+    BadRecord,
+    FieldError,
+    ImportOptions,
+    Item,
+    file_split,
+    get_field,
+    guarded_file,
+    guarded_item,
+    list_files,
+    make_record,
+    no_split_error,
+    resolve_language,
+    text,
+)
+from data_pipelines.importers.mcqa import answer_letter, parse_options
+from data_pipelines.importers.readers import LineError, load_json_lines, read_csv
+
+DATASET = "medqa"
+
+
+def import_medqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
+    """Yields MedQA records from ``.jsonl`` and ``.csv`` files under ``path``."""
+    lang = resolve_language(opts.language or "en")
+    for file in list_files(path, (".jsonl", ".csv")):
+        split = file_split(file, opts)
+        ctx = dict(dataset=DATASET, language=lang, split=split)
+        if split is None:
+            yield no_split_error(file, **ctx)
+            continue
+        if file.suffix.lower() == ".csv":
+            yield from guarded_file(file, lambda f: read_csv(f, header=True), lambda p: _csv(file, p, lang, split), **ctx)
+        else:
+            yield from guarded_file(file, load_json_lines, lambda p: _jsonl(file, p, lang, split), **ctx)
+
+
+def _record(
+    *, question: Any, options: Any, answer: Any, answer_text: Any, local: str, lang: str, split: str,
+    meta: Mapping[str, Any], answer_field: str, text_field: str,
+) -> Any:
+    opts, keys = parse_options(options)
+    letter = answer_letter(answer, opts, key_map=keys, fmt="letter", field=answer_field)
+    # The two gold encodings must agree; a disagreement means a corrupted export.
+    if answer_text is not None and letter in opts and text(answer_text, text_field, required=False) != opts[letter]:
+        raise FieldError(text_field, f"answer text disagrees with option {letter}")
+    return make_record(
+        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{split}:{local}",
+        question=text(question, "question"), answer=letter, options=opts, meta=meta,
+    )
+
+
+def _jsonl(file: pathlib.Path, lines: list[tuple[int, Any]], lang: str, split: str) -> Iterator[Item]:
+    for idx, (lineno, obj) in enumerate(lines):
+        loc = f"line {lineno}"
+        if isinstance(obj, LineError):
+            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, DATASET, lang, split)
+            continue
+        yield guarded_item(
+            lambda: _record(
+                question=get_field(obj, "question"), options=get_field(obj, "options"),
+                answer=get_field(obj, "answer_idx"), answer_text=obj.get("answer"), local=str(idx),
+                lang=lang, split=split, meta={"meta_info": obj.get("meta_info")} if obj.get("meta_info") else {},
+                answer_field="answer_idx", text_field="answer",
+            ),
+            file=file, location=loc, raw=obj, dataset=DATASET, language=lang, split=split,
+        )
+
+
+def _literal_options(s: str) -> dict:
+    """Python-dict-repr options via ast.literal_eval (safe: literals only, no code)."""
+    try:
+        value = ast.literal_eval(s)
+    except (ValueError, SyntaxError) as e:
+        raise FieldError("options", f"not a Python dict literal: {e}") from None
+    if not isinstance(value, dict):
+        raise FieldError("options", f"expected a dict literal, got {type(value).__name__}")
+    return value
+
+
+def _csv(file: pathlib.Path, parsed: tuple[list[str] | None, list[tuple[int, list[str]]]], lang: str, split: str) -> Iterator[Item]:
+    header, rows = parsed
+    header = header or []
+    for i, (lineno, row) in enumerate(rows):
+        obj = dict(zip(header, row))
+        local = obj.get("") or str(i)  # pandas index column = original position
+        meta = {k: obj[k] for k in ("meta_info", "sample_id") if obj.get(k)}
+        yield guarded_item(
+            lambda: _record(
+                question=get_field(obj, "question"), options=_literal_options(get_field(obj, "options")),
+                answer=get_field(obj, "correct_answer"), answer_text=obj.get("answer_words"), local=local,
+                lang=lang, split=split, meta=meta, answer_field="correct_answer", text_field="answer_words",
+            ),
+            file=file, location=f"line {lineno}", raw=obj, dataset=DATASET, language=lang, split=split,
+        )

@@ -1,0 +1,151 @@
+"""TFDS builder over the normalized JSONL: one ArrayRecord dataset per (dataset, language).
+
+Builder name ``glob_med``; config name ``<dataset>-<language>`` (e.g. ``medqa-en``); splits
+are the normalized split names present (``train``/``validation``/``test``). ArrayRecord
+splits are random access, read with ``as_data_source`` (not ``as_dataset``)::
+
+    build_tfds("out/medqa", "out/medqa/tfds")
+    src = load_data_source("out/medqa/tfds", "medqa", "en", "test")
+    ds = grain.MapDataset.source(src).map(example_to_record)
+
+This module imports tensorflow_datasets (and so tensorflow): import it lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any, Mapping
+
+import tensorflow_datasets as tfds
+
+from data_pipelines.jsonl_io import iter_records, record_path
+from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
+
+BUILDER_NAME = "glob_med"
+VERSION = tfds.core.Version("1.0.0")
+_TEXT_FIELDS = ("id", "source_id", "dataset", "language", "split", "task", "question", "answer")
+
+FEATURES = tfds.features.FeaturesDict(
+    {
+        **{f: tfds.features.Text() for f in _TEXT_FIELDS},
+        "options": tfds.features.Sequence(tfds.features.Text()),  # texts of A, B, ... in order
+        "context": tfds.features.Text(),  # "" = None
+        "explanation": tfds.features.Text(),  # "" = None
+        "meta_json": tfds.features.Text(),  # arbitrary JSON meta, serialized
+    }
+)
+
+
+def config_name(dataset: str, language: str) -> str:
+    return f"{dataset}-{language}"
+
+
+@dataclasses.dataclass(eq=False)
+class GlobMedConfig(tfds.core.BuilderConfig):
+    """One (dataset, language) of a normalized JSONL directory."""
+
+    dataset: str = ""
+    language: str = ""
+    jsonl_dir: str = ""
+
+
+def record_to_example(r: Record) -> dict[str, Any]:
+    """Record -> TFDS feature dict (options must be lettered A.. in order, as validated)."""
+    ex: dict[str, Any] = {f: getattr(r, f) for f in _TEXT_FIELDS}
+    ex["options"] = [r.options[k] for k in OPTION_LETTERS[: len(r.options)]]
+    ex["context"] = r.context or ""
+    ex["explanation"] = r.explanation or ""
+    ex["meta_json"] = json.dumps(dict(r.meta), ensure_ascii=False, sort_keys=True)
+    return ex
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def example_to_record(ex: Mapping[str, Any]) -> Record:
+    """A decoded example (bytes or str values, as ``as_data_source`` returns) -> Record."""
+    options = [_s(o) for o in ex["options"]]
+    return Record(
+        **{f: _s(ex[f]) for f in _TEXT_FIELDS},
+        options=dict(zip(OPTION_LETTERS, options)),
+        context=_s(ex["context"]) or None,
+        explanation=_s(ex["explanation"]) or None,
+        meta=json.loads(_s(ex["meta_json"])),
+    )
+
+
+class GlobMed(tfds.core.GeneratorBasedBuilder):
+    """Normalized GlobMed records; configs are created per (dataset, language) at run time."""
+
+    VERSION = VERSION
+    RELEASE_NOTES = {"1.0.0": "Normalized records (data_pipelines.build JSONL)."}
+    BUILDER_CONFIGS: list[GlobMedConfig] = []
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=FEATURES,
+            description="GlobMed normalized medical QA records (see docs/data.md).",
+            supervised_keys=None,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+        cfg: GlobMedConfig = self.builder_config
+        out = {}
+        for split in SPLITS:
+            path = record_path(pathlib.Path(cfg.jsonl_dir), cfg.dataset, cfg.language, split)
+            if path.is_file():
+                out[split] = self._generate_examples(path)
+        if not out:
+            raise FileNotFoundError(f"no {cfg.dataset}/{cfg.language}/<split>.jsonl under {cfg.jsonl_dir}")
+        return out
+
+    def _generate_examples(self, path: pathlib.Path):
+        for r in iter_records(path):
+            yield r.id, record_to_example(r)
+
+
+def make_builder(jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, dataset: str, language: str) -> GlobMed:
+    cfg = GlobMedConfig(
+        name=config_name(dataset, language), version=VERSION, dataset=dataset, language=language,
+        jsonl_dir=str(jsonl_dir), description=f"{dataset} in {language}",
+    )
+    return GlobMed(config=cfg, data_dir=str(data_dir), file_format="array_record")
+
+
+def discover(jsonl_dir: str | pathlib.Path) -> list[tuple[str, str]]:
+    """(dataset, language) pairs with at least one ``<split>.jsonl`` in a build output."""
+    root = pathlib.Path(jsonl_dir)
+    pairs = {(p.parent.parent.name, p.parent.name) for s in SPLITS for p in root.glob(f"*/*/{s}.jsonl")}
+    return sorted(pairs)
+
+
+def build_tfds(
+    jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = None
+) -> list[str]:
+    """Prepares one ArrayRecord dataset per (dataset, language); returns the config names."""
+    names = []
+    for dataset, language in pairs if pairs is not None else discover(jsonl_dir):
+        builder = make_builder(jsonl_dir, data_dir, dataset, language)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        names.append(builder.builder_config.name)
+    return names
+
+
+def dataset_dir(data_dir: str | pathlib.Path, dataset: str, language: str) -> pathlib.Path:
+    return pathlib.Path(data_dir) / BUILDER_NAME / config_name(dataset, language) / str(VERSION)
+
+
+def load_data_source(data_dir: str | pathlib.Path, dataset: str, language: str, split: str):
+    """Random-access source of decoded examples for one prepared split (no config registry needed)."""
+    builder = tfds.builder_from_directory(str(dataset_dir(data_dir, dataset, language)))
+    return builder.as_data_source(split)
+
+
+def grain_records(data_dir: str | pathlib.Path, dataset: str, language: str, split: str):
+    """A ``grain.MapDataset`` of Records for one prepared split."""
+    import grain
+
+    return grain.MapDataset.source(load_data_source(data_dir, dataset, language, split)).map(example_to_record)

@@ -1,0 +1,242 @@
+"""Record validation, quarantine and the kept/quarantined counts table.
+
+:func:`check_record` holds the per-record rules; :class:`Validator` adds the rules that need
+history (duplicate ids, cross-language ``source_id`` consistency, first seen wins);
+:func:`run_validation` streams importer items through both, writing kept records and
+quarantining bad ones -- or, with ``strict=True``, raising on the first bad one.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import sys
+from typing import Iterable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from data_pipelines.importers.base import BadRecord, Item, Location
+from data_pipelines.jsonl_io import QuarantineWriter, RecordWriter
+from globmed_jax.data.languages import get_language
+from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, SPLITS, TASKS, YES_NO_MAYBE, Record
+
+log = logging.getLogger(__name__)
+
+MIN_OPTIONS, MAX_OPTIONS = 2, len(OPTION_LETTERS)
+Issue = tuple[str, str]  # (field, reason)
+
+
+class ValidationError(ValueError):
+    """Strict mode: the first bad record, as ``file:location: field 'x': reason``."""
+
+
+def check_record(r: Record) -> list[Issue]:
+    """Rules that need only the record itself; returns ``[(field, reason), ...]``."""
+    issues: list[Issue] = []
+    for f in ("id", "source_id", "dataset"):
+        if not isinstance(getattr(r, f), str) or not getattr(r, f).strip():
+            issues.append((f, f"empty {f}"))
+    if not isinstance(r.question, str) or not r.question.strip():
+        issues.append(("question", "empty question"))
+    if r.task not in TASKS:
+        issues.append(("task", f"unknown task {r.task!r}; known: {TASKS}"))
+    try:
+        get_language(r.language)
+    except (KeyError, AttributeError):
+        issues.append(("language", f"unknown language {r.language!r}"))
+    if r.split not in SPLITS:
+        issues.append(("split", f"unknown split {r.split!r}; known: {SPLITS}"))
+    if not isinstance(r.answer, str):
+        issues.append(("answer", f"answer must be a string, got {type(r.answer).__name__}"))
+        return issues
+    if r.task == "mcqa":
+        issues += _check_options(r)
+    elif r.options:
+        issues.append(("options", f"options given for a {r.task} record"))
+    if r.task == "yes_no_maybe" and r.answer not in YES_NO_MAYBE:
+        issues.append(("answer", f"label {r.answer!r} not in {YES_NO_MAYBE}"))
+    elif r.task == "nli" and r.answer not in NLI_LABELS:
+        issues.append(("answer", f"label {r.answer!r} not in {NLI_LABELS}"))
+    elif r.task == "open_qa" and not r.answer.strip():
+        issues.append(("answer", "empty answer"))
+    return issues
+
+
+def _check_options(r: Record) -> list[Issue]:
+    n = len(r.options)
+    if not MIN_OPTIONS <= n <= MAX_OPTIONS:
+        return [("options", f"{n} option(s); mcqa needs {MIN_OPTIONS}..{MAX_OPTIONS}")]
+    issues: list[Issue] = []
+    if list(r.options) != list(OPTION_LETTERS[:n]):
+        issues.append(("options", f"option letters {''.join(r.options)} are not {OPTION_LETTERS[:n]} in order"))
+    empty = [k for k, v in r.options.items() if not isinstance(v, str) or not v.strip()]
+    if empty:
+        issues.append(("options", f"empty option text for {', '.join(empty)}"))
+    if r.answer not in r.options:
+        issues.append(("answer", f"answer {r.answer!r} not among options {''.join(r.options)}"))
+    return issues
+
+
+@dataclasses.dataclass(frozen=True)
+class _Signature:
+    """What translations of one source item must agree on."""
+
+    dataset: str
+    task: str
+    split: str
+    n_options: int
+    language: str
+    where: str
+
+
+class Validator:
+    """Stateful checks across records: duplicate ids and cross-language alignment.
+
+    The first record seen wins: a later duplicate or misaligned record is the one reported.
+    Only accepted records are remembered, so a quarantined record never blocks a good one.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+        self._sources: dict[str, _Signature] = {}
+
+    def check(self, r: Record, where: str = "?") -> list[Issue]:
+        """All issues of ``r``; when there are none, ``r`` is remembered as accepted."""
+        issues = check_record(r)
+        if issues:
+            return issues
+        if r.id in self._ids:
+            return [("id", f"duplicate id {r.id!r} (first seen at {self._ids[r.id]})")]
+        sig = _Signature(r.dataset, r.task, r.split, len(r.options), r.language, where)
+        first = self._sources.get(r.source_id)
+        if first is not None:
+            for f in ("dataset", "task", "split", "n_options"):
+                a, b = getattr(sig, f), getattr(first, f)
+                if a != b:
+                    return [("source_id", f"source_id {r.source_id!r} misaligned: {f} {a!r} here but {b!r} in "
+                                          f"language {first.language!r} ({first.where})")]
+        else:
+            self._sources[r.source_id] = sig
+        self._ids[r.id] = where
+        return []
+
+
+Key = tuple[str, str, str]
+
+
+class Counts:
+    """Kept / quarantined counts per (dataset, language, split); None parts print as ``?``."""
+
+    def __init__(self) -> None:
+        self.kept: collections.Counter[Key] = collections.Counter()
+        self.quarantined: collections.Counter[Key] = collections.Counter()
+
+    @staticmethod
+    def key(dataset: str | None, language: str | None, split: str | None) -> Key:
+        return (dataset or "?", language or "?", split or "?")
+
+    def add(self, key: Key, kept: bool) -> None:
+        (self.kept if kept else self.quarantined)[key] += 1
+
+    @property
+    def total_kept(self) -> int:
+        return sum(self.kept.values())
+
+    @property
+    def total_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def rows(self) -> list[tuple[str, str, str, int, int]]:
+        keys = sorted(set(self.kept) | set(self.quarantined))
+        return [(*k, self.kept[k], self.quarantined[k]) for k in keys]
+
+    def table(self) -> str:
+        return format_table(
+            ("dataset", "language", "split", "kept", "quarantined"),
+            [*self.rows(), ("TOTAL", "", "", self.total_kept, self.total_quarantined)],
+        )
+
+
+def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain fixed-width text table (numbers right-aligned)."""
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if c.isdigit() else c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), sep, *(fmt(r) for r in rows)])
+
+
+def _bad_from_issues(r: Record, loc: Location | str, issues: list[Issue]) -> BadRecord:
+    file, where = (loc.file, loc.where) if isinstance(loc, Location) else ("?", str(loc))
+    reason = issues[0][1] + ("" if len(issues) == 1 else f" (+{len(issues) - 1} more: " + "; ".join(f"{f}: {m}" for f, m in issues[1:]) + ")")
+    return BadRecord(file, where, issues[0][0], reason, r.to_json(), r.dataset, r.language, r.split)
+
+
+def validated(items: Iterable[Item], *, strict: bool = False, validator: Validator | None = None) -> Iterator[Record | BadRecord]:
+    """Streams items through validation: yields accepted Records and BadRecords.
+
+    ``strict=True`` raises :class:`ValidationError` (file, line/record, field) on the first bad one.
+    """
+    validator = validator or Validator()
+    for item in items:
+        if isinstance(item, BadRecord):
+            bad: BadRecord | None = item
+        else:
+            rec, loc = item
+            issues = validator.check(rec, str(loc))
+            bad = _bad_from_issues(rec, loc, issues) if issues else None
+            if bad is None:
+                yield rec
+                continue
+        if strict:
+            raise ValidationError(bad.describe())
+        yield bad
+
+
+def run_validation(
+    items: Iterable[Item],
+    *,
+    writer: RecordWriter | None = None,
+    quarantine: QuarantineWriter | None = None,
+    strict: bool = False,
+    progress: bool | None = None,
+    log_every: int = 50_000,
+) -> Counts:
+    """Validates a stream, writes kept records / quarantine lines, returns the counts.
+
+    ``progress``: a tqdm bar (None = only when stderr is a terminal); a log line is also
+    emitted every ``log_every`` items for non-interactive runs.
+    """
+    counts = Counts()
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=None, unit=" rec", disable=not show, mininterval=1.0)
+    try:
+        for n, out in enumerate(validated(items, strict=strict), start=1):
+            if isinstance(out, BadRecord):
+                counts.add(Counts.key(out.dataset, out.language, out.split), kept=False)
+                if quarantine is not None:
+                    quarantine.write(out)
+            else:
+                counts.add(Counts.key(out.dataset, out.language, out.split), kept=True)
+                if writer is not None:
+                    writer.write(out)
+            bar.update(1)
+            if log_every and n % log_every == 0:
+                log.info("%d items: %d kept, %d quarantined", n, counts.total_kept, counts.total_quarantined)
+    finally:
+        bar.close()
+    return counts
+
+
+def validate_records(records: Iterable[Record]) -> tuple[list[Record], list[BadRecord]]:
+    """In-memory convenience: ``(kept, quarantined)`` for a list of already-built Records."""
+    kept: list[Record] = []
+    bad: list[BadRecord] = []
+    items = ((r, Location("<memory>", f"record {i}")) for i, r in enumerate(records))
+    for out in validated(items):
+        (bad if isinstance(out, BadRecord) else kept).append(out)
+    return kept, bad
