@@ -49,6 +49,15 @@ LANGUAGES: dict[str, Language] = {
         Language("ig", "Igbo", "Latn", True),
         Language("xh", "Xhosa", "Latn", True),
         Language("wo", "Wolof", "Latn", True),
+        # The African-language MMLU translations (Bridging-the-Gap) add these; all scarce in
+        # medical text, so low-resource relative to GlobMed's high-resource set.
+        Language("af", "Afrikaans", "Latn", True),
+        Language("bm", "Bambara", "Latn", True),
+        Language("nso", "Northern Sotho", "Latn", True),
+        Language("sn", "Shona", "Latn", True),
+        Language("st", "Southern Sotho", "Latn", True),
+        Language("tn", "Tswana", "Latn", True),
+        Language("ts", "Tsonga", "Latn", True),
     )
 }
 
