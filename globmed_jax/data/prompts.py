@@ -1,0 +1,120 @@
+"""Prompts per task family: chat messages for a Record and the answer target the model must emit.
+
+Training (SFT formatting) and evaluation build prompts here, so both see exactly the same text.
+Instructions are English by default (as in the paper's public prompts); ``PromptConfig`` replaces
+them, the field labels or the system prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, TASKS, YES_NO_MAYBE, Record
+
+DEFAULT_INSTRUCTIONS: Mapping[str, str] = {
+    "mcqa": "Answer the following multiple-choice medical question. Reply with the letter of the correct option only.",
+    "yes_no_maybe": "Answer the following medical question with yes, no or maybe only.",
+    "nli": "Decide whether the hypothesis follows from the premise. Reply with entailment, neutral or contradiction only.",
+    "open_qa": "Answer the following medical question concisely.",
+}
+
+DEFAULT_LABELS: Mapping[str, str] = {
+    "question": "Question",
+    "options": "Options",
+    "context": "Context",
+    "premise": "Premise",
+    "hypothesis": "Hypothesis",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptConfig:
+    """``instructions`` / ``labels`` are (key, text) pairs overriding the English defaults (tuples
+    keep the config hashable); ``system_prompt`` adds a system turn; ``enable_thinking`` is passed
+    to chat templates that understand it (Qwen3 renders an empty think block when False)."""
+
+    system_prompt: str | None = None
+    instructions: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    enable_thinking: bool | None = None
+
+    def instruction(self, task: str) -> str:
+        return dict(self.instructions).get(task, DEFAULT_INSTRUCTIONS[task])
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(key, DEFAULT_LABELS[key])
+
+
+def format_options(options: Mapping[str, str]) -> str:
+    """``"A. text\\nB. text"`` in letter order."""
+    letters = [l for l in OPTION_LETTERS if l in options]
+    if len(letters) != len(options):
+        raise ValueError(f"option keys must be letters from {OPTION_LETTERS!r}, got {sorted(options)}")
+    return "\n".join(f"{l}. {options[l]}" for l in letters)
+
+
+def user_message(record: Record, config: PromptConfig = PromptConfig()) -> str:
+    """The user turn: instruction, blank line, then the task-family-specific body."""
+    task = record.task
+    if task not in TASKS:
+        raise ValueError(f"record {record.id}: unknown task {task!r}")
+    lab = config.label
+    if task == "mcqa":
+        if not record.options:
+            raise ValueError(f"mcqa record {record.id} has no options")
+        body = f"{lab('question')}: {record.question}\n{lab('options')}:\n{format_options(record.options)}"
+        if record.context:
+            body = f"{lab('context')}: {record.context}\n{body}"
+    elif task == "nli":
+        body = f"{lab('premise')}: {record.context or ''}\n{lab('hypothesis')}: {record.question}"
+    else:
+        body = f"{lab('question')}: {record.question}"
+        if record.context:
+            body = f"{lab('context')}: {record.context}\n{body}"
+    return f"{config.instruction(task)}\n\n{body}"
+
+
+def build_messages(record: Record, config: PromptConfig = PromptConfig()) -> list[dict[str, str]]:
+    """Chat messages (system turn if configured, then the user turn) for ``apply_chat_template``."""
+    messages = []
+    if config.system_prompt:
+        messages.append({"role": "system", "content": config.system_prompt})
+    messages.append({"role": "user", "content": user_message(record, config)})
+    return messages
+
+
+def answer_target(record: Record) -> str:
+    """What the model must reply: the letter (mcqa), yes/no/maybe, the NLI label, or the free text.
+
+    Raises ValueError on an answer that is invalid for its task family, so bad records fail loudly
+    at formatting time instead of training on garbage."""
+    answer = record.answer.strip()
+    if record.task == "mcqa":
+        if answer not in record.options:
+            raise ValueError(f"mcqa record {record.id}: answer {answer!r} is not an option letter {sorted(record.options)}")
+        return answer
+    if record.task == "yes_no_maybe":
+        answer = answer.lower()
+        if answer not in YES_NO_MAYBE:
+            raise ValueError(f"record {record.id}: answer {answer!r} not in {YES_NO_MAYBE}")
+        return answer
+    if record.task == "nli":
+        answer = answer.lower()
+        if answer not in NLI_LABELS:
+            raise ValueError(f"record {record.id}: answer {answer!r} not in {NLI_LABELS}")
+        return answer
+    if not answer:
+        raise ValueError(f"record {record.id}: empty answer")
+    return answer
+
+
+def answer_choices(record: Record) -> tuple[str, ...] | None:
+    """The closed set of valid targets for scoring (None for open_qa)."""
+    if record.task == "mcqa":
+        return tuple(l for l in OPTION_LETTERS if l in record.options)
+    if record.task == "yes_no_maybe":
+        return YES_NO_MAYBE
+    if record.task == "nli":
+        return NLI_LABELS
+    return None
