@@ -22,6 +22,11 @@ def _data_args(iterator: Any, save: bool):
     return grain.checkpoint.CheckpointSave(iterator) if save else grain.checkpoint.CheckpointRestore(iterator)
 
 
+def _checkpointable(iterator: Any) -> bool:
+    """grain iterators carry their position; a plain Python iterator (tests) has none to save."""
+    return hasattr(iterator, "get_state") and hasattr(iterator, "set_state")
+
+
 class TrainCheckpointer:
     """``state`` (params, optimizer, step) + ``data`` (grain iterator) per step, keep the last N."""
 
@@ -36,7 +41,10 @@ class TrainCheckpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, data_iterator: Any, *, force: bool = False) -> bool:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=_data_args(data_iterator, True))
+        items = {"state": ocp.args.StandardSave(state)}
+        if _checkpointable(data_iterator):
+            items["data"] = _data_args(data_iterator, True)
+        args = ocp.args.Composite(**items)
         saved = self.manager.save(step, args=args, force=force)
         if saved:
             log.info("checkpoint: saving step %d to %s", step, self.directory)
@@ -46,7 +54,10 @@ class TrainCheckpointer:
         """Restores ``state`` with the given shardings and sets ``data_iterator``'s position."""
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract_state, state_shardings)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), data=_data_args(data_iterator, False))
+        items = {"state": ocp.args.StandardRestore(target)}
+        if _checkpointable(data_iterator):
+            items["data"] = _data_args(data_iterator, False)
+        args = ocp.args.Composite(**items)
         restored = self.manager.restore(step, args=args)
         log.info("checkpoint: resumed from step %d in %s", step, self.directory)
         return restored["state"]

@@ -1,0 +1,209 @@
+"""The training run: reduced demo end to end, exact resume after SIGKILL, SIGTERM checkpoint,
+non-finite loss policy and config errors reported before compiling."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from globmed_jax.training.config import ConfigError, default_config, validate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = [
+    "--config.train.global_batch_size=4", "--config.data.seq_len=128", "--config.tokenizer.vocab_size=400",
+    "--config.model.overrides.num_layers=2", "--config.model.overrides.hidden_size=64",
+    "--config.model.overrides.intermediate_size=128", "--config.model.overrides.head_dim=16",
+    "--config.train.warmup_steps=2", "--config.log.every_steps=1", "--config.log.progress=False",
+]
+
+
+def train_cmd(run_dir, *extra):
+    return [sys.executable, "-m", "globmed_jax.train", "--config", str(REPO / "configs/demo.py"),
+            f"--config.run_dir={run_dir}", *TINY, *extra]
+
+
+def child_env():
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)  # one CPU device, as a user's run
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    """Last logged training loss per step (a resumed run logs recomputed steps again)."""
+    out = {}
+    path = pathlib.Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row["kind"] == "train":
+            out[row["step"]] = row["loss"]
+    return out
+
+
+def wait_for_step(proc, run_dir, step, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early with {proc.returncode}: {proc.stdout.read()}")
+        if max(train_losses(run_dir), default=0) >= step:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"step {step} not reached in {timeout}s")
+
+
+def test_reduced_demo_runs_end_to_end(tmp_path):
+    """The demo config's whole pipeline: BPE, from-scratch model, grain mixture, checkpoint,
+    held-out evaluation per language, report + plot, HF export that transformers loads."""
+    run = tmp_path / "demo"
+    result = subprocess.run(train_cmd(run, "--config.train.steps=6", "--config.eval.max_items_per_language=3",
+                                      "--config.checkpoint.every_steps=3"),
+                            env=child_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = train_losses(run)
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6] and all(np.isfinite(list(losses.values())))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_step"] == 6
+    languages = default_config().data.languages
+    assert {f"accuracy_{lang}" for lang in languages} <= set(summary["eval"])
+    report = (run / "report.md").read_text()
+    assert all(f"| {lang} |" in report for lang in languages)
+    assert (run / "accuracy_by_language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = AutoModelForCausalLM.from_pretrained(run / "hf_export", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(run / "hf_export")
+    assert hf.config.eos_token_id == tokenizer.eos_token_id or tokenizer.eos_token_id in hf.config.eos_token_id
+    from globmed_jax.models import from_pretrained
+
+    ours, _ = from_pretrained(run / "hf_export", dtype="float32")
+    ids = tokenizer("Malaria", return_tensors="np")["input_ids"].astype(np.int32)
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(ours(ids)), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_sigkill_then_rerun_reproduces_the_uninterrupted_losses(tmp_path):
+    steps = ["--config.train.steps=9", "--config.checkpoint.every_steps=3", "--config.eval.max_items_per_language=0",
+             "--config.export.hf=False"]
+    straight = tmp_path / "straight"
+    done = subprocess.run(train_cmd(straight, *steps), env=child_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = train_losses(straight)
+    assert sorted(expected) == list(range(1, 10))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(killed, *steps), env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for_step(proc, killed, 5)
+    proc.kill()  # SIGKILL: no handler runs, an async save may be half written
+    proc.wait()
+    before = train_losses(killed)
+    assert 5 <= max(before) < 9
+    rerun = subprocess.run(train_cmd(killed, *steps), env=child_env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from step" in rerun.stderr
+    after = train_losses(killed)
+    assert sorted(after) == list(range(1, 10))
+    # Bitwise: same program, same data order, restored state (CPU is deterministic).
+    assert after == expected
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
+    run = tmp_path / "term"
+    cmd = train_cmd(run, "--config.train.steps=200", "--config.checkpoint.every_steps=1000",
+                    "--config.eval.max_items_per_language=0", "--config.export.hf=False")
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_step(proc, run, 3)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output[-3000:]
+    assert "after SIGTERM; checkpoint saved" in output
+    saved = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-1] >= 3 and saved[-1] < 200
+    assert not list((run / "checkpoints").glob("*tmp*"))
+
+
+def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
+    from globmed_jax.training.loop import NonFiniteLossError, train
+
+    config = default_config()
+    config.run_dir = str(tmp_path / "nan")
+    config.model.init = "scratch"
+    config.model.preset = "qwen3_0p6b"
+    config.model.overrides.update(dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=1,
+                                       num_heads=2, num_kv_heads=1, head_dim=16))
+    config.model.dtype = "float32"
+    config.tokenizer.kind = "qwen3"
+    config.data.languages = ("en", "sw")
+    config.data.seq_len = 16
+    config.train.global_batch_size = 2
+    config.train.steps = 5
+    config.train.on_nonfinite = "stop"
+    config.mesh.fsdp, config.mesh.tensor = 2, 4  # the test process has 8 simulated devices
+    config.log.progress = False
+    config.eval.max_items_per_language = 0
+
+    def batches(cfg, tokenizer, process_index, process_count):
+        step = 0
+        while True:
+            step += 1
+            mask = np.ones((2, 16), np.float32) * (np.nan if step == 3 else 1.0)
+            yield {"inputs": np.zeros((2, 16), np.int32), "targets": np.ones((2, 16), np.int32), "loss_mask": mask,
+                   "segment_ids": np.ones((2, 16), np.int32), "positions": np.tile(np.arange(16, dtype=np.int32), (2, 1)),
+                   "language_ids": np.array([[1] * 16, [1] * 16], np.int32)}
+
+    config.checkpoint.async_save = False
+    with pytest.raises(NonFiniteLossError, match=r"step 3 \(batch languages: sw\)"):
+        train(config, data_factory=lambda *a: _PlainIterator(batches(*a)))
+
+
+class _PlainIterator:
+    """A non-grain iterator: checkpoints then skip the data state."""
+
+    def __init__(self, gen):
+        self.gen = gen
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.gen)
+
+
+def test_config_errors_name_the_key():
+    config = default_config()
+    config.model.checkpoint = "/some/dir"
+    config.train.global_batch_size = 6
+    with pytest.raises(ConfigError, match="not divisible by the data-parallel size data\\*fsdp = 8"):
+        validate(config, num_devices=8)  # fsdp=-1 takes all 8 devices; 6 % 8 != 0
+    config.mesh.fsdp, config.mesh.tensor = 2, 2
+    with pytest.raises(ConfigError, match="data-parallel size data\\*fsdp = 2"):
+        config.train.global_batch_size = 3
+        validate(config, num_devices=4)
+    config.mesh.data = 3
+    with pytest.raises(ConfigError, match="cannot be laid out on 8 devices"):
+        validate(config, num_devices=8)
+    config = default_config()
+    with pytest.raises(ConfigError, match="model.checkpoint must name"):
+        validate(config, num_devices=1)
+
+
+def test_cli_reports_unknown_keys_and_missing_checkpoints(tmp_path):
+    base = [sys.executable, "-m", "globmed_jax.train", "--config", str(REPO / "configs/demo.py")]
+    bad_key = subprocess.run(base + ["--config.train.stepz=3"], env=child_env(), capture_output=True, text=True)
+    assert bad_key.returncode == 2 and "unknown config key 'train.stepz'" in bad_key.stderr
+    missing = subprocess.run(base + [f"--config.run_dir={tmp_path}", "--config.model.init=pretrained",
+                                     f"--config.model.checkpoint={tmp_path}/nowhere"],
+                             env=child_env(), capture_output=True, text=True)
+    assert missing.returncode == 2 and "base checkpoint" in missing.stderr and "Traceback" not in missing.stderr
