@@ -53,13 +53,22 @@ def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum() or 0xC0 <= o <= 0x24F or 0x1E00 <= o <= 0x1EFF
 
 
-def normalize(text: str | None) -> str:
-    """Think blocks removed, NFKC, markdown emphasis removed, Latin diacritics folded, stripped."""
+def clean_text(text: str | None) -> str:
+    """Think blocks removed, NFC, stripped: the open-QA answer as scored (accents kept)."""
     if not text:
         return ""
     text = _THINK.sub(" ", text)
     # An unclosed think block (generation cut off): keep its text, there may be nothing else.
     text = text.replace("<think>", " ").replace("</think>", " ")
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def normalize(text: str | None) -> str:
+    """``clean_text``, then NFKC, markdown emphasis removed, Latin diacritics folded: the form
+    closed answers are parsed from."""
+    text = clean_text(text)
+    if not text:
+        return ""
     text = unicodedata.normalize("NFKC", text).replace("\u0640", "")  # Arabic tatweel
     text = _MARKDOWN.sub("", text)
     return _fold_latin(text).strip()
@@ -362,5 +371,5 @@ def parse_answer(text: str | None, record: Record) -> str | None:
     if record.task == "nli":
         return parse_nli(text, record.language)
     if record.task == "open_qa":
-        return normalize(text) or None
+        return clean_text(text) or None
     raise ValueError(f"record {record.id}: unknown task {record.task!r}")

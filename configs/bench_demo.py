@@ -1,0 +1,31 @@
+"""GlobMed-Bench demo: the demo-trained model and SmolLM2-135M-Instruct on GlobMed-mini (test).
+
+Create the two checkpoints first:
+
+    python -m globmed_jax.train --config configs/demo.py          # -> runs/demo/hf_export
+    python -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
+
+then
+
+    python -m globmed_jax.evaluate --config configs/bench_demo.py [--config.data.max_per_cell=20]
+
+GlobMed-mini is SYNTHETIC (globmed_jax/data/mini.py): the numbers show the pipeline works and
+how low-resource training data shows up, not medical ability.
+"""
+
+from globmed_jax.evaluation.bench_config import default_config, model_spec
+
+
+def get_config():
+    c = default_config()
+    c.out_dir = "runs/bench_demo"
+    c.mode = "loglik"
+    c.data.source = "mini"
+    c.data.split = "test"
+    c.models.demo = model_spec(
+        "runs/demo/hf_export", setup="python -m globmed_jax.train --config configs/demo.py",
+        dtype="float32", param_dtype="float32")
+    c.models.smollm2_135m = model_spec(
+        "runs/smollm2_135m", setup="python -m globmed_jax.models.gguf_convert --out runs/smollm2_135m",
+        dtype="float32", param_dtype="float32")
+    return c

@@ -1,0 +1,50 @@
+"""Run GlobMed-Bench: models x datasets x languages, then write the leaderboard.
+
+    python -m globmed_jax.evaluate --config configs/bench_demo.py [--config.data.max_per_cell=20 ...]
+
+Rerunning the same command skips every (model, dataset, language) cell already in
+``<out_dir>/results.jsonl``. Writes results.jsonl, predictions/<model>.jsonl, leaderboard.md,
+heatmap.png and gap.png into ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/bench_*.py).",
+                                          lock_config=True)
+
+
+def main(argv) -> int:
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "jax._src", "etils", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = _CONFIG.value
+
+    from globmed_jax.evaluation import report, runner
+    from globmed_jax.evaluation.api_client import APIError
+    from globmed_jax.models import CheckpointError, UnsupportedModelError
+
+    try:
+        summary = runner.run(config)
+    except (FileNotFoundError, CheckpointError, UnsupportedModelError, runner.SettingMismatchError,
+            APIError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(summary['done'])} cells evaluated, {len(summary['skipped'])} already done; "
+          f"results in {summary['out_dir']}/{runner.RESULTS_NAME}")
+    if config.report:
+        paths = report.write_report(config.out_dir)
+        print(paths["leaderboard"].read_text(encoding="utf-8"))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(lambda argv: sys.exit(main(argv)))

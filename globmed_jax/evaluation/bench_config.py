@@ -1,0 +1,61 @@
+"""ml_collections building blocks for GlobMed-Bench configs (``configs/bench_*.py``).
+
+Kept free of JAX imports so that parsing a config is instant. Every field has a concrete type
+(empty string / 0 rather than None) so any of them can be overridden on the command line, e.g.
+``--config.data.max_per_cell=20 --config.models.smollm2_135m.dtype=float32``.
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+from globmed_jax.data.languages import DEFAULT_LANGUAGES
+
+
+def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
+    """One model. ``path``: a local HF checkpoint directory, or ``api:<model name>`` for an
+    OpenAI-compatible endpoint (then ``base_url`` and, unless the server needs none,
+    ``api_key_env`` = the NAME of the environment variable holding the key). ``setup``: the
+    command that creates a missing local ``path`` (shown in the error).
+
+    ``mode``: "" uses the run's mode (API models always generate). ``enable_thinking``: "" leaves
+    the chat template default, "true"/"false" pass it (Qwen3). ``shard``: spread the weights
+    over all local devices when there are several."""
+    spec = ConfigDict(dict(
+        path=path, setup=setup, dtype="bfloat16", param_dtype="bfloat16", shard=True, mode="",
+        enable_thinking="", batch_size=0,
+        base_url="", api_key_env="", max_concurrency=8, timeout_s=60.0, max_retries=5, backoff_s=1.0,
+    ))
+    spec.update(overrides)
+    return spec
+
+
+def default_config() -> ConfigDict:
+    """Run-level defaults; a config file sets ``models`` and ``data`` and tweaks the rest."""
+    c = ConfigDict()
+    c.out_dir = "runs/bench"
+    c.mode = "loglik"  # "loglik" | "generate" (local models; API models always generate)
+    c.num_shots = 0  # k-shot examples from data.shots_split, as earlier chat turns
+    c.instruction_language = "en"  # "en" | "native" (the item's language)
+    c.system_prompt = ""
+    c.batch_size = 32
+    c.max_new_tokens = 16
+    c.seed = 0
+    c.bootstrap_resamples = 1000
+    c.progress = True
+    c.report = True  # write leaderboard.md + PNGs after the sweep
+    c.data = ConfigDict(dict(
+        source="mini",  # "mini" (GlobMed-mini, synthetic) | "jsonl" (normalized JSONL dir)
+        path="",  # the JSONL directory (<dataset>/<language>/<split>.jsonl)
+        split="test",
+        shots_split="train",
+        datasets=(),  # () = every dataset found
+        languages=tuple(DEFAULT_LANGUAGES),
+        max_per_cell=0,  # 0 = all items; N = the first N by source_id (aligned across languages)
+    ))
+    c.judge = ConfigDict(dict(
+        enabled=False,  # LLM-as-judge 1-5 scores for open_qa cells
+        model="", base_url="", api_key_env="", max_concurrency=4, timeout_s=60.0, max_retries=5,
+    ))
+    c.models = ConfigDict()
+    return c

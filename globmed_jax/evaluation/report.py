@@ -1,0 +1,174 @@
+"""Leaderboard (Markdown) and plots (PNG) from a GlobMed-Bench ``results.jsonl``.
+
+Written next to results.jsonl: ``leaderboard.md``, ``heatmap.png`` (model x language accuracy)
+and ``gap.png`` (mean high- vs low-resource accuracy per model). Accuracy per (model, language)
+is macro-averaged over the closed-form datasets of that language; a model's average is the
+macro average over languages (``metrics.macro_average``).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
+from globmed_jax.evaluation import metrics
+from globmed_jax.evaluation.runner import RESULTS_NAME, read_predictions, read_results
+
+__all__ = ["Summary", "summarize", "leaderboard_markdown", "write_report"]
+
+
+def _order_languages(langs: set[str]) -> list[str]:
+    first = [l for l in DEFAULT_LANGUAGES if l in langs]
+    return first + sorted(langs - set(first))
+
+
+class Summary:
+    """Per-model aggregates of results rows (closed-form accuracy only)."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], predictions: Mapping[str, Sequence[Mapping]] | None = None):
+        closed = [r for r in rows if r.get("accuracy") is not None]
+        self.rows = list(rows)
+        self.languages = _order_languages({r["language"] for r in closed})
+        self.datasets = sorted({r["dataset"] for r in closed})
+        by: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+        pf: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        for r in closed:
+            by[r["model"]][r["language"]][r["dataset"]] = r["accuracy"]
+            pf[r["model"]].append((r["parse_failure_rate"], r["n"]))
+        self.models = list(by)
+        # model -> language -> mean over datasets
+        self.by_language = {m: {l: float(np.mean(list(d.values()))) for l, d in langs.items()} for m, langs in by.items()}
+        self.by_dataset = {m: {ds: float(np.mean([d[ds] for d in langs.values() if ds in d]))
+                               for ds in self.datasets if any(ds in d for d in langs.values())}
+                           for m, langs in by.items()}
+        self.average = {m[0]: v for m, v in metrics.macro_average(closed, over="language").items()}
+        self.gap = {m: metrics.resource_gap(v) for m, v in self.by_language.items()}
+        self.high = {m: _mean([a for l, a in v.items() if not get_language(l).low_resource])
+                     for m, v in self.by_language.items()}
+        self.low = {m: _mean([a for l, a in v.items() if get_language(l).low_resource])
+                    for m, v in self.by_language.items()}
+        self.parse_failure = {m: sum(p * n for p, n in v) / max(1, sum(n for _, n in v)) for m, v in pf.items()}
+        self.consistency = {}
+        for m, preds in (predictions or {}).items():
+            self.consistency[m] = metrics.consistency(
+                (f"{p['dataset']}/{p['source_id']}", p["language"], p["predicted"])
+                for p in preds if p.get("task") != "open_qa")
+        self.models.sort(key=lambda m: -_nan_to(self.average.get(m), -1.0))
+        self.open_rows = [r for r in rows if r.get("task") == "open_qa"]
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else float("nan")
+
+
+def _nan_to(x: float | None, default: float) -> float:
+    return default if x is None or math.isnan(x) else x
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def summarize(out_dir: str | pathlib.Path) -> Summary:
+    return Summary(read_results(out_dir), read_predictions(out_dir))
+
+
+def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard") -> str:
+    low = [l for l in s.languages if get_language(l).low_resource]
+    head = [f"{l}*" if l in low else l for l in s.languages]
+    lines = [f"# {title}", "",
+             "Accuracy (%) per language, macro-averaged over datasets; **Avg** = macro average over "
+             "languages; **High**/**Low** = mean over high-/low-resource languages (\\* = low-resource); "
+             "**Gap** = High − Low; **Cons.** = cross-lingual consistency (% of source items answered "
+             "identically in every language they appear in); **PF** = parse-failure rate (%).", "",
+             "| Model | " + " | ".join(head) + " | Avg | High | Low | Gap | Cons. | PF |",
+             "|---|" + "---:|" * (len(head) + 6)]
+    for m in s.models:
+        cells = [_pct(s.by_language[m].get(l)) for l in s.languages]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | **{_pct(s.average.get(m))}** | {_pct(s.high[m])} | "
+                     f"{_pct(s.low[m])} | {_pct(s.gap[m], signed=True)} | {_pct(s.consistency.get(m))} | "
+                     f"{_pct(s.parse_failure[m])} |")
+    if s.datasets:
+        lines += ["", "## Per dataset (accuracy %, mean over languages)", "",
+                  "| Model | " + " | ".join(s.datasets) + " |", "|---|" + "---:|" * len(s.datasets)]
+        for m in s.models:
+            lines.append(f"| {m} | " + " | ".join(_pct(s.by_dataset[m].get(d)) for d in s.datasets) + " |")
+    if s.open_rows:
+        lines += ["", "## Open QA", "", "| Model | Dataset | Language | n | chrF | ROUGE-L | Judge (1-5) |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for r in sorted(s.open_rows, key=lambda r: (r["model"], r["dataset"], r["language"])):
+            judge = r.get("judge_score")
+            lines.append(f"| {r['model']} | {r['dataset']} | {r['language']} | {r['n']} | {r['chrf']:.1f} | "
+                         f"{r['rouge_l']:.1f} | {'–' if judge is None else f'{judge:.2f}'} |")
+    lines += ["", f"{len(s.rows)} cells from `{RESULTS_NAME}`. Intervals per cell (bootstrap 95%) are in the file.", ""]
+    return "\n".join(lines)
+
+
+def _plot_heatmap(s: Summary, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.array([[_nan_to(s.by_language[m].get(l), np.nan) for l in s.languages] for m in s.models]) * 100
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(s.languages), 1.2 + 0.5 * len(s.models)))
+    im = ax.imshow(data, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(s.languages)),
+                  [f"{l}*" if get_language(l).low_resource else l for l in s.languages])
+    ax.set_yticks(range(len(s.models)), s.models)
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            if not np.isnan(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if data[i, j] < 60 else "black")
+    ax.set_title("Accuracy (%) by language (* = low-resource)")
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_gap(s: Summary, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(s.models))
+    high = [100 * _nan_to(s.high[m], 0.0) for m in s.models]
+    low = [100 * _nan_to(s.low[m], 0.0) for m in s.models]
+    fig, ax = plt.subplots(figsize=(2.0 + 1.2 * len(s.models), 3.5))
+    ax.bar(x - 0.2, high, 0.4, label="high-resource")
+    ax.bar(x + 0.2, low, 0.4, label="low-resource")
+    for i, m in enumerate(s.models):
+        ax.annotate(f"gap {_pct(s.gap[m], signed=True)}", (x[i], max(high[i], low[i]) + 2), ha="center", fontsize=8)
+    ax.set_xticks(x, s.models, rotation=20, ha="right")
+    ax.set_ylabel("mean accuracy (%)")
+    ax.set_ylim(0, 110)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("High- vs low-resource languages")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    """Writes leaderboard.md, heatmap.png and gap.png into ``out_dir``; returns their paths (the
+    PNGs only when there is closed-form accuracy to plot)."""
+    out_dir = pathlib.Path(out_dir)
+    s = summarize(out_dir)
+    paths = {"leaderboard": out_dir / "leaderboard.md"}
+    paths["leaderboard"].write_text(leaderboard_markdown(s), encoding="utf-8")
+    if s.models and s.languages:
+        paths["heatmap"] = out_dir / "heatmap.png"
+        paths["gap"] = out_dir / "gap.png"
+        _plot_heatmap(s, paths["heatmap"])
+        _plot_gap(s, paths["gap"])
+    return paths

@@ -1,0 +1,101 @@
+"""A minimal OpenAI-compatible chat-completions server for tests (http.server in a thread).
+
+``StubServer(responder)`` serves ``POST /v1/chat/completions`` on 127.0.0.1 (a free port);
+``responder(body) -> str`` produces the assistant text from the request JSON. It can be told to
+fail the next N requests with a status (``fail_next``) or to stall them past the client's
+timeout (``stall_next``), checks the bearer key when ``api_key`` is set, and records every
+request (``requests``: the parsed bodies; ``auth_headers``) so tests can count them.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from typing import Any, Callable
+
+
+class StubServer:
+    def __init__(self, responder: Callable[[dict[str, Any]], str], *, api_key: str | None = None):
+        self.responder = responder
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.auth_headers: list[str | None] = []
+        self._lock = threading.Lock()
+        self._failures: list[tuple[int, float | None]] = []
+        self._stalls: list[float] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with server._lock:
+                    server.requests.append(body)
+                    server.auth_headers.append(self.headers.get("Authorization"))
+                    failure = server._failures.pop(0) if server._failures else None
+                    stall = server._stalls.pop(0) if server._stalls and failure is None else None
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    return self._send(401, {"error": {"message": "invalid api key"}})
+                if failure is not None:
+                    status, retry_after = failure
+                    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+                    return self._send(status, {"error": {"message": f"scripted {status}"}}, headers)
+                if stall is not None:
+                    time.sleep(stall)
+                text = server.responder(body)
+                self._send(200, {"id": "stub", "object": "chat.completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": text}}]})
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a stalled reply written after the client timed out: expected, not news
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def fail_next(self, n: int, status: int = 429, retry_after: float | None = None) -> None:
+        with self._lock:
+            self._failures += [(status, retry_after)] * n
+
+    def stall_next(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self._stalls += [seconds] * n
+
+    @property
+    def num_requests(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def __enter__(self) -> "StubServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

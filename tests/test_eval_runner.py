@@ -1,0 +1,302 @@
+"""Scoring against Hugging Face PyTorch, prompts, and the benchmark runner end to end (a tiny
+random local checkpoint and a scripted API model on a local server, GlobMed-mini slices)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from globmed_jax.data import mini, prompts  # noqa: E402
+from globmed_jax.data.languages import get_language  # noqa: E402
+from globmed_jax.data.prompts import PromptConfig, answer_choices, answer_target  # noqa: E402
+from globmed_jax.evaluation import bench_config, extract, prompting, report, runner, scoring  # noqa: E402
+from globmed_jax.models import from_pretrained, load_tokenizer  # noqa: E402
+from globmed_jax.training.bpe import train_bpe_tokenizer  # noqa: E402
+from openai_stub import StubServer  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LANGS = ("en", "zh", "sw", "am")
+TEST = mini.generate(mini.MiniConfig(), "test")
+TRAIN = mini.generate(mini.MiniConfig(), "train")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> tuple[pathlib.Path, object]:
+    """A random fp32 Qwen3 (vocab 512) saved with a 512-token BPE tokenizer and chat template."""
+    texts = [f"{r.context or ''} {r.question} {' '.join(r.options.values())}" for r in TRAIN[::5]]
+    tok = train_bpe_tokenizer(texts, vocab_size=512)
+    cfg = transformers.Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                   max_position_embeddings=4096, tie_word_embeddings=False,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    hf = transformers.Qwen3ForCausalLM(cfg).eval().float()
+    with torch.no_grad():  # larger than HF's init so choices get clearly different scores
+        for name, p in hf.named_parameters():
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("tiny_qwen3")
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, hf
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_ckpt):
+    path, _ = tiny_ckpt
+    model, _ = from_pretrained(path, dtype="float32", param_dtype="float32")
+    return model, load_tokenizer(path)
+
+
+def _pick(records, per_cell: int, langs=LANGS):
+    out, seen = [], {}
+    for r in records:
+        k = (r.dataset, r.language)
+        if r.language in langs and seen.get(k, 0) < per_cell:
+            seen[k] = seen.get(k, 0) + 1
+            out.append(r)
+    return out
+
+
+def _torch_choice_logprobs(hf, tok, record) -> np.ndarray:
+    """Independent reference: the chat template applied here, one torch forward per choice."""
+    text = tok.apply_chat_template(prompts.build_messages(record), tokenize=False, add_generation_prompt=True)
+    p = tok.encode(text, add_special_tokens=False)
+    out = []
+    for choice in answer_choices(record):
+        c = tok.encode(choice, add_special_tokens=False)
+        with torch.no_grad():
+            logp = torch.log_softmax(hf(torch.tensor([p + c])).logits[0].double(), dim=-1)
+        out.append(sum(logp[len(p) - 1 + k, c[k]].item() for k in range(len(c))))
+    return np.array(out)
+
+
+def test_loglik_matches_torch(tiny_ckpt, tiny_model):
+    _, hf = tiny_ckpt
+    model, tok = tiny_model
+    records = _pick(TEST, 2)
+    # Both scoring paths must be exercised: single-token choices (one prefill per record via
+    # decode.score_options) and multi-token ones (a forward per choice).
+    n_tokens = {r.task: max(len(tok.encode(c, add_special_tokens=False)) for c in answer_choices(r)) for r in records}
+    assert n_tokens["mcqa"] == 1 and n_tokens["nli"] > 1, n_tokens
+
+    ours = scoring.choice_logprobs(model, tok, records, batch_size=8)
+    preds = scoring.predict(model, tok, records, mode="loglik", batch_size=8)
+    margins = []
+    for r, s, p in zip(records, ours, preds):
+        ref = _torch_choice_logprobs(hf, tok, r)
+        np.testing.assert_allclose(s, ref, atol=2e-4, rtol=1e-5)
+        assert p.record_id == r.id and not p.parse_failed and p.text is None
+        top2 = np.sort(ref)[-2:]
+        if top2[1] - top2[0] > 1e-3:  # a tie within float noise may flip either way
+            assert p.predicted == answer_choices(r)[int(np.argmax(ref))]
+            margins.append(True)
+    assert len(margins) >= len(records) - 2
+
+
+def test_generate_mode_parses_its_own_text(tiny_model):
+    model, tok = tiny_model
+    records = _pick(TEST, 1, langs=("en", "sw"))
+    preds = scoring.predict(model, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
+    for r, p in zip(records, preds):
+        assert isinstance(p.text, str)
+        assert p.predicted == extract.parse_answer(p.text, r)
+        assert p.parse_failed == (p.predicted is None)
+    m = scoring.evaluate_records(model, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
+    expected = np.mean([scoring.is_correct(r, p) for r, p in zip(records, preds)])
+    assert m["accuracy"] == pytest.approx(expected)
+    assert m["parse_failure_rate"] == pytest.approx(np.mean([p.parse_failed for p in preds]))
+    assert {"accuracy_en", "accuracy_sw"} <= set(m)
+
+
+def test_few_shot_and_native_instruction_prompts(tiny_model):
+    _, tok = tiny_model
+    item = next(r for r in TEST if r.language == "sw" and r.task == "yes_no_maybe")
+    shots = prompting.select_shots(item, TRAIN, 2, seed=0)
+    assert len(shots) == 2
+    assert all(s.task == item.task and s.language == "sw" and s.dataset == item.dataset for s in shots)
+    assert all(s.source_id != item.source_id for s in shots)
+    cfg = prompting.config_for(item, PromptConfig(), "native")
+    msgs = prompting.build_messages(item, cfg, shots)
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
+    assert msgs[1]["content"] == answer_target(shots[0])
+    assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["yes_no_maybe"])
+    assert "Swali:" in msgs[-1]["content"]
+    # Zero-shot English prompts are exactly the training prompts.
+    ids = scoring.prompt_ids(tok, [item])[0]
+    text = tok.apply_chat_template(prompts.build_messages(item), tokenize=False, add_generation_prompt=True)
+    assert ids == tok.encode(text, add_special_tokens=False)
+    # Explicit instructions of the caller win over the table.
+    own = PromptConfig(instructions=(("yes_no_maybe", "Custom."),))
+    assert prompting.config_for(item, own, "native").instruction("yes_no_maybe") == "Custom."
+
+
+# ------------------------------------------------------------------------------ end to end
+
+_MCQA_STYLE = {"en": "Answer: {}", "zh": "答案：{}", "sw": "Jibu ni {}", "am": "መልሱ {} ነው"}
+_YNM_WORDS = {"en": ("Yes", "No", "Maybe"), "zh": ("是", "否", "可能"), "sw": ("Ndiyo", "Hapana", "Labda"),
+              "am": ("አዎ", "አይ", "ምናልባት")}
+
+
+def _scripted_reply(r) -> tuple[str, bool | None]:
+    """A localized reply for ``r`` and whether it is right (None: unparseable). Deterministic;
+    right 80% of the time in high-resource languages and 40% in low-resource ones."""
+    k = zlib.crc32(r.id.encode()) % 10
+    if k == 9:
+        return "I am not able to answer that.", None
+    gold = answer_target(r)
+    right = k < (4 if get_language(r.language).low_resource else 8)
+    answer = gold if right else next(c for c in answer_choices(r) if c != gold)
+    if r.task == "mcqa":
+        if r.language == "en" and k % 2:  # naming the option text instead of its letter
+            text = f"The first-line choice is {r.options[answer]}."
+        else:
+            text = _MCQA_STYLE[r.language].format(answer)
+    elif r.task == "yes_no_maybe":
+        text = _YNM_WORDS[r.language][("yes", "no", "maybe").index(answer)]
+    else:
+        text = answer.capitalize() + "."
+    return text, right
+
+
+def _bench_config(out_dir, ckpt, base_url):
+    c = bench_config.default_config()
+    c.out_dir = str(out_dir)
+    c.progress = False
+    c.batch_size = 8
+    c.bootstrap_resamples = 200
+    c.data.languages = LANGS
+    c.data.max_per_cell = 5
+    c.models.tiny = bench_config.model_spec(str(ckpt), dtype="float32", param_dtype="float32")
+    c.models.scripted = bench_config.model_spec("api:scripted-1", base_url=base_url, max_concurrency=4,
+                                                backoff_s=0.01)
+    return c
+
+
+def test_runner_end_to_end_resume_and_report(tiny_ckpt, tmp_path, monkeypatch):
+    ckpt, _ = tiny_ckpt
+    records = [r for r in TEST if r.language in LANGS]
+    by_message = {prompts.user_message(r): r for r in records}
+
+    def responder(body):
+        return _scripted_reply(by_message[body["messages"][-1]["content"]])[0]
+
+    calls, mesh_sizes = {"predict": 0, "load": 0}, []
+    real_predict, real_load = scoring.predict, runner.LocalModel.load
+
+    def counting_predict(*a, **kw):
+        calls["predict"] += 1
+        return real_predict(*a, **kw)
+
+    def counting_load(self):
+        calls["load"] += 1
+        real_load(self)
+        mesh = self._model.shard.mesh  # several devices: the runner shards the weights
+        mesh_sizes.append(None if mesh is None else mesh.devices.size)
+
+    monkeypatch.setattr(scoring, "predict", counting_predict)
+    monkeypatch.setattr(runner.LocalModel, "load", counting_load)
+    out = tmp_path / "bench"
+    with StubServer(responder) as server:
+        server.fail_next(2, 429)  # the runner's client retries through these
+        config = _bench_config(out, ckpt, server.base_url)
+        summary = runner.run(config)
+        n_cells = 3 * len(LANGS)
+        assert len(summary["done"]) == 2 * n_cells and not summary["skipped"]
+        assert calls == {"predict": n_cells, "load": 1}
+        assert mesh_sizes == [__import__("jax").device_count()] and mesh_sizes[0] > 1
+        requests_after_first = server.num_requests
+        assert requests_after_first == n_cells * 5 + 2
+
+        rows = runner.read_results(out)
+        assert len(rows) == 2 * n_cells
+        preds = runner.read_predictions(out)
+        assert set(preds) == {"tiny", "scripted"}
+        for row in rows:
+            assert set(row) >= {"model", "dataset", "language", "task", "n", "accuracy", "ci_low", "ci_high",
+                                "parse_failure_rate", "seconds", "setting"}
+            assert row["n"] == 5
+            assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+            cell = [p for p in preds[row["model"]] if (p["dataset"], p["language"]) == (row["dataset"], row["language"])]
+            assert len(cell) == 5
+            assert row["accuracy"] == pytest.approx(np.mean([p["correct"] for p in cell]))
+            assert row["parse_failure_rate"] == pytest.approx(np.mean([p["parse_failed"] for p in cell]))
+            if row["model"] == "tiny":
+                assert row["parse_failure_rate"] == 0.0  # loglik never parses
+            else:  # the scripted replies were parsed back to exactly what they meant
+                recs = runner.group_cells(records, 5)[(row["dataset"], row["language"])]
+                truth = [_scripted_reply(r)[1] for r in recs]
+                assert row["accuracy"] == pytest.approx(np.mean([t is True for t in truth]))
+                assert row["parse_failure_rate"] == pytest.approx(np.mean([t is None for t in truth]))
+
+        # Rerun: everything is done, no model is loaded, no request is sent.
+        summary = runner.run(config)
+        assert not summary["done"] and len(summary["skipped"]) == 2 * n_cells and not summary["loaded"]
+        assert calls == {"predict": n_cells, "load": 1}
+        assert server.num_requests == requests_after_first
+
+        # Drop one local and one API row: exactly those cells are redone (the API one from cache).
+        results = out / runner.RESULTS_NAME
+        lines = results.read_text().splitlines()
+        drop = [i for i, line in enumerate(lines) if json.loads(line)["language"] == "sw"
+                and json.loads(line)["dataset"] == "globmed_mini_nli"]
+        assert len(drop) == 2
+        results.write_text("".join(line + "\n" for i, line in enumerate(lines) if i not in drop))
+        summary = runner.run(config)
+        assert sorted(summary["done"]) == [("scripted", "globmed_mini_nli", "sw"), ("tiny", "globmed_mini_nli", "sw")]
+        assert calls == {"predict": n_cells + 1, "load": 2}
+        assert server.num_requests == requests_after_first  # answered from the API cache
+        assert len(runner.read_results(out)) == 2 * n_cells
+
+        # Another setting into the same out_dir is refused.
+        config.num_shots = 1
+        with pytest.raises(runner.SettingMismatchError):
+            runner.run(config)
+
+    paths = report.write_report(out)
+    md = paths["leaderboard"].read_text()
+    print(md)
+    assert "| tiny |" in md and "| scripted |" in md and "sw*" in md and "am*" in md
+    summary = report.summarize(out)
+    for m in ("tiny", "scripted"):
+        assert summary.gap[m] == pytest.approx(
+            np.mean([summary.by_language[m][l] for l in ("en", "zh")])
+            - np.mean([summary.by_language[m][l] for l in ("sw", "am")]))
+        assert 0.0 <= summary.consistency[m] <= 1.0
+    import matplotlib.image
+
+    for key in ("heatmap", "gap"):
+        data = paths[key].read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        img = matplotlib.image.imread(paths[key])
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_missing_checkpoint_error_names_dir_and_command(tmp_path):
+    c = bench_config.default_config()
+    c.out_dir = str(tmp_path)
+    c.data.languages = ("en",)
+    c.models.ghost = bench_config.model_spec(str(tmp_path / "nope"), setup="python -m make.it --out nope")
+    with pytest.raises(runner.MissingCheckpointError, match=r"nope does not exist.*python -m make\.it --out nope"):
+        runner.run(c)
+
+
+def test_cli_reports_missing_demo_checkpoints(tmp_path):
+    """The entry point on configs/bench_demo.py: a clear error and exit code 2, before any work."""
+    missing = tmp_path / "no_such_model"
+    proc = subprocess.run(
+        [sys.executable, "-m", "globmed_jax.evaluate", f"--config={REPO / 'configs/bench_demo.py'}",
+         f"--config.out_dir={tmp_path / 'out'}", f"--config.models.smollm2_135m.path={missing}",
+         f"--config.models.demo.path={missing}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{missing} does not exist" in proc.stderr
+    assert "python -m globmed_jax.train --config configs/demo.py" in proc.stderr
