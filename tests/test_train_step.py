@@ -119,3 +119,28 @@ def test_weight_decay_mask_excludes_norms_biases_embeddings():
     assert mask["layers"]["mlp"]["gate_proj"] and mask["layers"]["attn"]["q_proj"]
     assert not mask["embed"] and not mask["final_norm"]["scale"] and not mask["layers"]["attn"]["q_norm"]["scale"]
     assert decay_mask(params, decay_embeddings=True)["embed"]
+
+
+def test_prompt_loss_weight_equals_reweighted_mask_and_reports_answer_loss():
+    mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    batch = make_batch(rows=4, seed=8)
+    reweighted = dict(batch)
+    in_segment = (batch["segment_ids"] > 0).astype(np.float32)
+    reweighted["loss_mask"] = batch["loss_mask"] + 0.25 * in_segment * (1 - batch["loss_mask"])
+
+    def one_step(b, prompt_weight):
+        template = ModelTemplate(tiny_model())
+        tx, schedule = make_optimizer(template.initial_params, peak_lr=1e-2, warmup_steps=0, total_steps=10)
+        shardings = state_shardings(template, tx, mesh)
+        step = jit_train_step(make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES,
+                                              prompt_loss_weight=prompt_weight), shardings, mesh, 4, 16)
+        return step(init_train_state(template, tx, shardings), b)
+
+    state_a, metrics_a = one_step(batch, 0.25)
+    state_b, metrics_b = one_step(reweighted, 0.0)
+    for a, b in zip(jax.tree.leaves(state_a.params), jax.tree.leaves(state_b.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-7)
+    # The reported loss stays the answer-token loss.
+    _, metrics_plain = one_step(batch, 0.0)
+    np.testing.assert_allclose(float(metrics_a["loss"]), float(metrics_plain["loss"]), rtol=1e-6)
+    assert float(metrics_a["loss_tokens"]) == float(batch["loss_mask"].sum())

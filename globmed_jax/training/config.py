@@ -68,6 +68,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.decay_biases = False
     c.train.decay_embeddings = False
     c.train.loss_chunk = 512
+    c.train.prompt_loss_weight = 0.0  # >0: also learn the prompt tokens at this weight ("train on inputs")
     c.train.on_nonfinite = "skip"  # "skip" the update and log, or "stop" the run
     c.train.peak_tflops_per_device = 0.0  # 0: datasheet value for known accelerators
 

@@ -202,7 +202,8 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
         decay_embeddings=t.decay_embeddings)
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
-                              microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True)
+                              microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
+                              prompt_loss_weight=t.prompt_loss_weight)
     seq_len = config.data.seq_len
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, seq_len)
 

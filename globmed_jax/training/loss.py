@@ -22,6 +22,7 @@ def chunked_cross_entropy(
     language_ids: jax.Array,
     num_languages: int,
     chunk_size: int = 512,
+    extra_weights: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Sums of weighted next-token NLL.
 
@@ -31,10 +32,15 @@ def chunked_cross_entropy(
       targets: ``[B, T]`` int32 target ids.
       weights: ``[B, T]`` float32 loss weights (1 on answer tokens, 0 elsewhere).
       language_ids: ``[B, T]`` int32 language index per token (-1 = none).
+      extra_weights: optional ``[B, T]`` weights added to ``weights`` for the objective only
+        (e.g. a small LM loss on prompt tokens); the reported sums stay answer-only.
     Returns:
-      ``loss_sum`` and ``weight_sum`` (scalars), ``correct_sum`` (argmax hits), and
+      ``objective_sum`` / ``objective_weight_sum`` (what is optimised), ``loss_sum`` and
+      ``weight_sum`` (answer tokens), ``correct_sum`` (argmax hits), and
       ``lang_loss_sum`` / ``lang_weight_sum`` ``[num_languages]``.
     """
+    if extra_weights is None:
+        extra_weights = jnp.zeros_like(weights)
     b, t, d = hidden.shape
     chunk = min(chunk_size, t)
     n_chunks = -(-t // chunk)
@@ -44,6 +50,7 @@ def chunked_cross_entropy(
         targets = jnp.pad(targets, ((0, 0), (0, pad)))
         weights = jnp.pad(weights, ((0, 0), (0, pad)))
         language_ids = jnp.pad(language_ids, ((0, 0), (0, pad)), constant_values=-1)
+        extra_weights = jnp.pad(extra_weights, ((0, 0), (0, pad)))
 
     def split(x):  # [B, n*c, ...] -> [n, B, c, ...]
         return jnp.moveaxis(x.reshape(b, n_chunks, chunk, *x.shape[2:]), 1, 0)
@@ -57,11 +64,14 @@ def chunked_cross_entropy(
         return logz - target_logit, correct
 
     def body(carry, xs):
-        h, tgt, w, lang = xs
+        h, tgt, w, lang, extra = xs
         nll, correct = chunk_nll(h, tgt)
         w = w.astype(jnp.float32)
+        objective_w = w + extra.astype(jnp.float32)
         one_hot = jax.nn.one_hot(lang, num_languages, dtype=jnp.float32)  # -1 -> all zeros
         carry = {
+            "objective_sum": carry["objective_sum"] + jnp.sum(nll * objective_w),
+            "objective_weight_sum": carry["objective_weight_sum"] + jnp.sum(objective_w),
             "loss_sum": carry["loss_sum"] + jnp.sum(nll * w),
             "weight_sum": carry["weight_sum"] + jnp.sum(w),
             "correct_sum": carry["correct_sum"] + jnp.sum(correct * w),
@@ -71,8 +81,9 @@ def chunked_cross_entropy(
         return carry, None
 
     zeros = jnp.zeros((), jnp.float32)
-    init = {"loss_sum": zeros, "weight_sum": zeros, "correct_sum": zeros,
+    init = {"objective_sum": zeros, "objective_weight_sum": zeros,
+            "loss_sum": zeros, "weight_sum": zeros, "correct_sum": zeros,
             "lang_loss_sum": jnp.zeros((num_languages,), jnp.float32),
             "lang_weight_sum": jnp.zeros((num_languages,), jnp.float32)}
-    sums, _ = jax.lax.scan(body, init, tuple(split(x) for x in (hidden, targets, weights, language_ids)))
+    sums, _ = jax.lax.scan(body, init, tuple(split(x) for x in (hidden, targets, weights, language_ids, extra_weights)))
     return sums

@@ -126,6 +126,7 @@ def make_train_step(
     microbatches: int = 1,
     loss_chunk: int = 512,
     skip_nonfinite: bool = True,
+    prompt_loss_weight: float = 0.0,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -133,15 +134,23 @@ def make_train_step(
     by the global number of loss tokens, so k microbatches of b rows give the same update as
     one batch of k*b rows. A non-finite loss or gradient leaves params and optimizer state
     unchanged when ``skip_nonfinite`` (the metrics report it either way).
+    ``prompt_loss_weight`` > 0 adds that weight of next-token loss on the non-answer tokens of
+    every segment (a from-scratch model learns the language from them); reported losses stay
+    answer-only.
     """
 
     def loss_fn(params, frozen, mb):
         model = template.merge(params, frozen)
         out = model.forward(mb["inputs"], positions=mb["positions"], segment_ids=mb["segment_ids"],
                             compute_logits=False)
+        extra = None
+        if prompt_loss_weight:
+            in_segment = (mb["segment_ids"] > 0).astype(jnp.float32)
+            extra = prompt_loss_weight * in_segment * (1.0 - mb["loss_mask"])
         sums = chunked_cross_entropy(model.logits_from_hidden, out.hidden, mb["targets"],
-                                     mb["loss_mask"], mb["language_ids"], num_languages, loss_chunk)
-        return sums["loss_sum"], sums
+                                     mb["loss_mask"], mb["language_ids"], num_languages, loss_chunk,
+                                     extra_weights=extra)
+        return sums["objective_sum"], sums
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
@@ -160,7 +169,7 @@ def make_train_step(
         (grads, sums), _ = jax.lax.scan(accumulate, (zero_grads, zero_sums), micro)
 
         tokens = jnp.maximum(sums["weight_sum"], 1.0)
-        grads = jax.tree.map(lambda g: g / tokens, grads)
+        grads = jax.tree.map(lambda g: g / jnp.maximum(sums["objective_weight_sum"], 1.0), grads)
         loss = sums["loss_sum"] / tokens
         grad_norm = optax.global_norm(grads)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
