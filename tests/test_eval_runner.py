@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 from globmed_jax.data import mini, prompts  # noqa: E402
 from globmed_jax.data.languages import get_language  # noqa: E402
 from globmed_jax.data.prompts import PromptConfig, answer_choices, answer_target  # noqa: E402
-from globmed_jax.evaluation import bench_config, extract, prompting, report, runner, scoring  # noqa: E402
+from globmed_jax.evaluation import bench_config, extract, metrics, prompting, report, runner, scoring  # noqa: E402
 from globmed_jax.models import from_pretrained, load_tokenizer  # noqa: E402
 from globmed_jax.training.bpe import train_bpe_tokenizer  # noqa: E402
 from openai_stub import StubServer  # noqa: E402
@@ -134,6 +134,11 @@ def test_few_shot_and_native_instruction_prompts(tiny_model):
     ids = scoring.prompt_ids(tok, [item])[0]
     text = tok.apply_chat_template(prompts.build_messages(item), tokenize=False, add_generation_prompt=True)
     assert ids == tok.encode(text, add_special_tokens=False)
+    # The same through scoring.prompt_ids (what predict feeds the model): shots as earlier turns.
+    text = tok.decode(scoring.prompt_ids(tok, [item], few_shot=TRAIN, num_shots=2, instruction_language="native")[0])
+    assert text.count("<|im_start|>user") == 3 and text.count("<|im_start|>assistant") == 3
+    assert shots[0].question in text and shots[1].question in text and item.question in text
+    assert text.endswith("<|im_start|>assistant\n")
     # Explicit instructions of the caller win over the table.
     own = PromptConfig(instructions=(("yes_no_maybe", "Custom."),))
     assert prompting.config_for(item, own, "native").instruction("yes_no_maybe") == "Custom."
@@ -300,3 +305,54 @@ def test_cli_reports_missing_demo_checkpoints(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{missing} does not exist" in proc.stderr
     assert "python -m globmed_jax.train --config configs/demo.py" in proc.stderr
+
+
+def test_runner_jsonl_open_qa_with_judge(tmp_path):
+    """Normalized JSONL data with an open-QA dataset; an API model answers and an API judge grades
+    (both on the local server). Open-QA rows carry chrF, ROUGE-L and the judge's mean score."""
+    from data_pipelines.jsonl_io import write_records
+    from globmed_jax.data.schema import Record
+
+    closed = [r for r in _pick(TEST, 3, langs=("en", "sw")) if r.task == "mcqa"]
+    answers = {"en": ["Epinephrine.", "Naloxone.", "Metformin."], "sw": ["Adrenalini.", "Naloksoni.", "Metformini."]}
+    open_qa = [Record(id=f"oqa/{lang}/{i}", source_id=f"oqa/{i}", dataset="toy_open_qa", language=lang,
+                      split="test", task="open_qa", question=f"Q{i} ({lang})?", answer=answers[lang][i])
+               for lang in ("en", "sw") for i in range(3)]
+    write_records(closed + open_qa, tmp_path / "data")
+    by_message = {prompts.user_message(r): r for r in closed + open_qa}
+    budgets: dict[str, set] = {"mcqa": set(), "open_qa": set()}
+
+    def responder(body):
+        text = body["messages"][-1]["content"]
+        if "Score from 1 to 5" in text:  # the judge: 5 when the reference is in the candidate
+            ref = text.split("Reference answer: ")[1].split("\n")[0]
+            return "5" if ref.rstrip(".") in text.split("Candidate answer: ")[1] else "Score: 2"
+        r = by_message[text]
+        budgets[r.task].add(body["max_tokens"])
+        if r.task == "open_qa":  # right on item 0, wrong otherwise
+            return r.answer if r.source_id.endswith("0") else "Rest and fluids."
+        return f"Answer: {r.answer}"
+
+    with StubServer(responder) as server:
+        c = bench_config.default_config()
+        c.out_dir = str(tmp_path / "out")
+        c.progress = False
+        c.data.source, c.data.path, c.data.languages = "jsonl", str(tmp_path / "data"), ("en", "sw")
+        c.models.scripted = bench_config.model_spec("api:scripted-1", base_url=server.base_url)
+        c.judge.update(enabled=True, model="judge-1", base_url=server.base_url)
+        summary = runner.run(c)
+        assert len(summary["done"]) == 4
+    rows = {(r["dataset"], r["language"]): r for r in runner.read_results(c.out_dir)}
+    mc = rows[(closed[0].dataset, "en")]
+    assert mc["accuracy"] == 1.0 and mc["task"] == "mcqa" and mc["n"] == 3
+    for lang in ("en", "sw"):
+        row = rows[("toy_open_qa", lang)]
+        assert row["accuracy"] is None and row["task"] == "open_qa"
+        assert row["judge_score"] == pytest.approx((5 + 2 + 2) / 3)
+        assert 0.0 < row["rouge_l"] < 100.0 and 0.0 < row["chrf"] < 100.0
+        said = [answers[lang][0], "Rest and fluids.", "Rest and fluids."]
+        assert row["chrf"] == pytest.approx(metrics.chrf(said, answers[lang]))
+        assert row["rouge_l"] == pytest.approx(metrics.rouge_l(said, answers[lang]))
+    assert budgets == {"mcqa": {c.max_new_tokens}, "open_qa": {c.open_qa_max_new_tokens}}
+    md = report.write_report(c.out_dir)["leaderboard"].read_text()
+    assert "## Open QA" in md and "| scripted | toy_open_qa | sw | 3 |" in md

@@ -39,7 +39,8 @@ def default_config() -> ConfigDict:
     c.instruction_language = "en"  # "en" | "native" (the item's language)
     c.system_prompt = ""
     c.batch_size = 32
-    c.max_new_tokens = 16
+    c.max_new_tokens = 16  # closed-form answers (generate mode, API models)
+    c.open_qa_max_new_tokens = 128  # free-text answers
     c.seed = 0
     c.bootstrap_resamples = 1000
     c.progress = True

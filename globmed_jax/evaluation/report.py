@@ -118,7 +118,7 @@ def _plot_heatmap(s: Summary, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     data = np.array([[_nan_to(s.by_language[m].get(l), np.nan) for l in s.languages] for m in s.models]) * 100
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(s.languages), 1.2 + 0.5 * len(s.models)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.7 * len(s.languages)), 1.5 + 0.5 * len(s.models)))
     im = ax.imshow(data, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(s.languages)),
                   [f"{l}*" if get_language(l).low_resource else l for l in s.languages])
@@ -128,7 +128,7 @@ def _plot_heatmap(s: Summary, path: pathlib.Path) -> None:
             if not np.isnan(data[i, j]):
                 ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center", fontsize=8,
                         color="white" if data[i, j] < 60 else "black")
-    ax.set_title("Accuracy (%) by language (* = low-resource)")
+    ax.set_title("Accuracy (%), * = low-resource", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -12,7 +12,8 @@ scores and appends
 
 A rerun skips every cell that already has a row, and loads a model only if one of its cells is
 missing. A row written under a different setting (mode, shots, instruction language, split,
-max_per_cell) stops the run instead of silently mixing settings in one table.
+max_per_cell, generation budgets, ...: ``setting_of``) stops the run instead of silently
+mixing settings in one table.
 
 Local models are HF checkpoint directories loaded with ``models.from_pretrained`` (sharded
 over all devices with ``sharding.make_mesh`` when there are several); ``api:<name>`` models go
@@ -115,6 +116,11 @@ def check_local_path(name: str, spec: Any) -> pathlib.Path:
     return path
 
 
+def _max_new_tokens(config: Any, records: Sequence[Record]) -> int:
+    """Free-text answers get ``open_qa_max_new_tokens``; a letter or label needs few tokens."""
+    return config.open_qa_max_new_tokens if any(r.task == "open_qa" for r in records) else config.max_new_tokens
+
+
 class LocalModel:
     """A local checkpoint, loaded on first use."""
 
@@ -146,7 +152,7 @@ class LocalModel:
             self._model, self._tokenizer, records, mode=effective_mode(c, self.spec),
             prompt_config=_prompt_config(c, self.spec), few_shot=shots, num_shots=c.num_shots or None,
             instruction_language=c.instruction_language, batch_size=self.spec.batch_size or c.batch_size,
-            max_new_tokens=c.max_new_tokens, seed=c.seed)
+            max_new_tokens=_max_new_tokens(c, records), seed=c.seed)
 
 
 class APIModel:
@@ -159,7 +165,7 @@ class APIModel:
         self.client = ChatClient(APIConfig(
             base_url=spec.base_url, model=str(spec.path)[len(API_PREFIX):], api_key_env=spec.api_key_env,
             timeout_s=spec.timeout_s, max_retries=spec.max_retries, backoff_s=spec.backoff_s,
-            max_concurrency=spec.max_concurrency, max_tokens=config.max_new_tokens,
+            max_concurrency=spec.max_concurrency,
             cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
@@ -170,7 +176,7 @@ class APIModel:
             cfg = prompting.config_for(r, base, c.instruction_language)
             chosen = prompting.select_shots(r, shots, c.num_shots, c.seed) if c.num_shots else ()
             convs.append(prompting.build_messages(r, cfg, chosen))
-        texts = self.client.complete_many(convs)
+        texts = self.client.complete_many(convs, max_tokens=_max_new_tokens(c, records))
         out = []
         for r, t in zip(records, texts):
             parsed = extract.parse_answer(t, r)
@@ -266,10 +272,15 @@ def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Predi
 
 def setting_of(config: Any, spec: Any) -> dict[str, Any]:
     """What must match for a stored row to count as done."""
-    return {"mode": effective_mode(config, spec), "num_shots": int(config.num_shots),
-            "instruction_language": config.instruction_language, "split": config.data.split,
-            "max_per_cell": int(config.data.max_per_cell), "system_prompt": config.system_prompt,
-            "enable_thinking": str(spec.enable_thinking)}
+    mode = effective_mode(config, spec)
+    setting = {"mode": mode, "num_shots": int(config.num_shots),
+               "instruction_language": config.instruction_language, "split": config.data.split,
+               "max_per_cell": int(config.data.max_per_cell), "system_prompt": config.system_prompt,
+               "enable_thinking": str(spec.enable_thinking),
+               "open_qa_max_new_tokens": int(config.open_qa_max_new_tokens)}
+    if mode == "generate":
+        setting["max_new_tokens"] = int(config.max_new_tokens)
+    return setting
 
 
 def _judge_client(config: Any, out_dir: pathlib.Path) -> ChatClient | None:

@@ -5,10 +5,10 @@ maybe, NLI labels) is scored by the SUMMED log-probability of its token ids appe
 prompt ids (``tokenizer.encode(choice)``, exactly how training appends the target); the argmax
 is the prediction, so nothing is parsed and ``parse_failed`` is always False. When every
 choice of a record is a single token, that sum is the next-token log-prob after the prompt and
-one prefill per record suffices (``decode.score_options``); otherwise each (record, choice)
-sequence gets its own forward pass (right-padded, so causal attention keeps padding out of the
-scored positions) and only the choice positions are projected to the vocabulary. No length
-normalization: choices of one family are one or two tokens each.
+one prefill per record suffices (``decode.score_options``); otherwise the prompt is prefilled
+once into a KV cache and every choice runs only its own few tokens against it (shared prefix),
+and only the choice positions are projected to the vocabulary. No length normalization:
+choices of one family are a few tokens each.
 
 ``generate``: greedy decoding (``decode.greedy_generate``), stopping at the tokenizer's EOS or
 ``<|im_end|>``; the text is parsed by ``extract.parse_answer``. Unparseable answers have
@@ -99,51 +99,65 @@ def _batch_shards(model) -> int:
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _target_logprobs(graphdef, state, tokens, positions, targets):
-    """tokens ``[B,T]`` (right-padded), positions/targets ``[B,C]`` -> ``log p(targets[b,c] |
-    tokens[b, :positions[b,c]+1])`` ``[B,C]`` f32. Only the C gathered positions are projected."""
+def _prefix_choice_logprobs(graphdef, state, tokens, mask, choices, choice_mask):
+    """Summed log-probs of several continuations sharing one prompt, ``[B,O]`` f32.
+
+    tokens, mask ``[B,P]`` (left-padded prompt); choices, choice_mask ``[B,O,C]`` (right-padded
+    continuation ids). The prompt is prefilled ONCE into a KV cache; each option then runs only
+    its C tokens against that cache (the cache is a value, so every option starts from the same
+    prefix). Token 0 of an option is scored by the prefill's last position, token k by the
+    option's own position k-1."""
     model = nnx.merge(graphdef, state)
     tokens = model.shard.constrain(tokens, ("activation_batch", "activation_length"))
-    hidden = model.forward(tokens, compute_logits=False).hidden
-    picked = jnp.take_along_axis(hidden, positions[:, :, None], axis=1)
-    logp = jax.nn.log_softmax(model.logits_from_hidden(picked).astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(logp, targets[:, :, None], axis=-1)[..., 0]
+    mask = model.shard.constrain(mask, ("activation_batch", "activation_length"))
+    b, p = tokens.shape
+    c = choices.shape[2]
+    out = model.forward(tokens, attention_mask=mask, cache=model.init_cache(b, p + c), compute_logits=False)
+    first = jax.nn.log_softmax(model.logits_from_hidden(out.hidden[:, -1]).astype(jnp.float32), axis=-1)
+    sums = []
+    for o in range(choices.shape[1]):  # O <= 10: unrolled
+        ids, valid = choices[:, o], choice_mask[:, o]
+        lp0 = jnp.take_along_axis(first, ids[:, :1], axis=1)  # [B,1]
+        if c > 1:
+            res = model.forward(ids, attention_mask=valid, cache=out.cache, compute_logits=False)
+            logp = jax.nn.log_softmax(model.logits_from_hidden(res.hidden[:, :-1]).astype(jnp.float32), axis=-1)
+            lp = jnp.concatenate([lp0, jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]], axis=1)
+        else:
+            lp = lp0
+        sums.append(jnp.sum(jnp.where(valid, lp, 0.0), axis=1))
+    return jnp.stack(sums, axis=1)
 
 
-def _sequence_logprobs(model, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-                       *, pad_id: int, batch_size: int, progress: bool) -> np.ndarray:
-    """Summed log-prob of each continuation after its prompt, ``[N]`` float64."""
-    n = len(prompts)
-    out = np.zeros(n, np.float64)
-    if n == 0:
-        return out
+def _shared_prefix_logprobs(model, prompts: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]],
+                            *, pad_id: int, batch_size: int, progress: bool) -> np.ndarray:
+    """``[N, O]`` summed log-prob of each of the O continuations of every prompt (all prompts
+    have O options)."""
+    n, n_opt = len(prompts), len(choices[0])
+    out = np.zeros((n, n_opt), np.float64)
     graphdef, state = nnx.split(model)
-    shards = _batch_shards(model)
-    lengths = [len(p) + len(c) for p, c in zip(prompts, continuations)]
-    order = sorted(range(n), key=lambda i: -lengths[i])  # similar lengths share a bucket
-    b = decode.batch_bucket(min(batch_size, n), shards)
+    b = decode.batch_bucket(min(batch_size, n), _batch_shards(model))
+    order = sorted(range(n), key=lambda i: -len(prompts[i]))  # similar lengths share a bucket
     groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     if progress:
         from tqdm.auto import tqdm
 
         groups = tqdm(groups, desc="loglik", unit="batch")
     for idx in groups:
-        t = decode.bucket_length(max(lengths[i] for i in idx))
-        c = decode.bucket_length(max(len(continuations[i]) for i in idx), 1)
-        tokens = np.full((b, t), pad_id, np.int32)
-        positions = np.zeros((b, c), np.int32)
-        targets = np.zeros((b, c), np.int32)
-        valid = np.zeros((b, c), bool)
+        p = decode.bucket_length(max(len(prompts[i]) for i in idx))
+        c = decode.bucket_length(max(len(x) for i in idx for x in choices[i]), 1)
+        tokens = np.full((b, p), pad_id, np.int32)
+        mask = np.zeros((b, p), np.int32)
+        ids = np.full((b, n_opt, c), pad_id, np.int32)
+        valid = np.zeros((b, n_opt, c), bool)
         for row, i in enumerate(idx):
-            p, cont = list(prompts[i]), list(continuations[i])
-            tokens[row, :len(p) + len(cont)] = p + cont
-            k = len(cont)
-            positions[row, :k] = np.arange(len(p) - 1, len(p) - 1 + k)
-            targets[row, :k] = cont
-            valid[row, :k] = True
-        logp = np.asarray(_target_logprobs(graphdef, state, tokens, positions, targets), np.float64)
-        sums = np.where(valid, logp, 0.0).sum(axis=1)
-        out[idx] = sums[:len(idx)]
+            tokens[row, p - len(prompts[i]):] = prompts[i]
+            mask[row, p - len(prompts[i]):] = 1
+            for o, x in enumerate(choices[i]):
+                ids[row, o, :len(x)] = x
+                valid[row, o, :len(x)] = True
+        mask[len(idx):, -1] = 1  # batch-padding rows: one dummy token, so no row is empty
+        sums = _prefix_choice_logprobs(graphdef, state, tokens, mask, ids, valid)
+        out[idx] = np.asarray(sums, np.float64)[:len(idx)]
     return out
 
 
@@ -174,15 +188,15 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
                                  batch_size=batch_size, progress=progress)
         for row, i in enumerate(idx):
             scores[i] = np.asarray(s[row], np.float64)
-    multi = [i for i in range(len(records)) if scores[i] is None]
-    flat = [(i, j) for i in multi for j in range(len(choices[i]))]
-    if flat:
-        sums = _sequence_logprobs(model, [prompts[i] for i, _ in flat], [choices[i][j] for i, j in flat],
-                                  pad_id=pad_id, batch_size=batch_size, progress=progress)
-        for i in multi:
-            scores[i] = np.zeros(len(choices[i]), np.float64)
-        for (i, j), v in zip(flat, sums):
-            scores[i][j] = v
+    multi: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        if scores[i] is None:
+            multi[len(choices[i])].append(i)
+    for idx in multi.values():
+        sums = _shared_prefix_logprobs(model, [prompts[i] for i in idx], [choices[i] for i in idx],
+                                       pad_id=pad_id, batch_size=batch_size, progress=progress)
+        for row, i in enumerate(idx):
+            scores[i] = sums[row]
     return scores  # type: ignore[return-value]
 
 
