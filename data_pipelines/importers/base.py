@@ -263,3 +263,27 @@ def no_split_error(file: pathlib.Path, **ctx: str | None) -> BadRecord:
     return BadRecord(
         str(file), "file", "split", "cannot infer the split from the file name; pass --split", None, **ctx
     )
+
+
+def import_split_files(
+    path: pathlib.Path,
+    suffixes: Iterable[str],
+    opts: ImportOptions,
+    *,
+    dataset: str,
+    language: str | None,
+    parse: Callable[[pathlib.Path], Any],
+    convert: Callable[[pathlib.Path, Any, str], Iterator[Item]],
+    default_split: str | None = None,
+) -> Iterator[Item]:
+    """The loop most importers share: each file's split comes from ``--split`` or the file name
+    (else ``default_split``; a file with none is quarantined whole), the file is parsed as a
+    whole (a malformed file becomes one BadRecord), then ``convert(file, parsed, split)``
+    yields its items."""
+    for file in list_files(path, suffixes):
+        split = file_split(file, opts, default_split)
+        ctx = dict(dataset=dataset, language=language, split=split)
+        if split is None:
+            yield no_split_error(file, **ctx)
+            continue
+        yield from guarded_file(file, parse, lambda parsed, file=file, split=split: convert(file, parsed, split), **ctx)

@@ -17,12 +17,9 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
-    no_split_error,
     resolve_language,
     text,
 )
@@ -64,17 +61,14 @@ def nli_record(obj: Mapping[str, Any], *, dataset: str, lang: str, split: str, l
 
 def import_bionli(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    for file in list_files(path, (".jsonl", ".csv")):
-        split = file_split(file, opts)
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        if split is None:
-            yield no_split_error(file, **ctx)
-            continue
-        if file.suffix.lower() == ".csv":
-            parse = lambda f: [(f"line {n}", dict(zip(h, r))) for h, rows in [read_csv(f, header=True)] for n, r in rows]
-        else:
-            parse = lambda f: [(f"line {n}", o) for n, o in load_json_lines(f)]
-        yield from guarded_file(file, parse, lambda items: _convert(file, items, lang, split), **ctx)
+    def parse(f: pathlib.Path) -> list[tuple[str, Any]]:
+        if f.suffix.lower() == ".csv":
+            header, rows = read_csv(f, header=True)
+            return [(f"line {n}", dict(zip(header, r))) for n, r in rows]
+        return [(f"line {n}", o) for n, o in load_json_lines(f)]
+
+    yield from import_split_files(path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang, parse=parse,
+                                  convert=lambda file, items, split: _convert(file, items, lang, split))
 
 
 def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:

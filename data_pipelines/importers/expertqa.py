@@ -19,11 +19,9 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
     resolve_language,
     text,
@@ -35,11 +33,9 @@ FIELD_TO_DATASET = {"Healthcare / Medicine": "expertqa_med", "Biology": "expertq
 
 def import_expertqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    for file in list_files(path, (".jsonl",)):
-        split = file_split(file, opts, default="train")
-        yield from guarded_file(
-            file, load_json_lines, lambda lines: _convert(file, lines, lang, split), dataset="expertqa_med", language=lang, split=split
-        )
+    yield from import_split_files(path, (".jsonl",), opts, dataset="expertqa_med", language=lang,
+                                  parse=load_json_lines, default_split="train",
+                                  convert=lambda file, lines, split: _convert(file, lines, lang, split))
 
 
 def pick_answer(answers: Any) -> tuple[str, str]:

@@ -16,13 +16,10 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
-    no_split_error,
     resolve_language,
     text,
 )
@@ -34,13 +31,9 @@ DATASET = "frenchmedmcqa"
 
 def import_frenchmedmcqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "fr")
-    for file in list_files(path, (".json", ".jsonl")):
-        split = file_split(file, opts)
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        if split is None:
-            yield no_split_error(file, **ctx)
-            continue
-        yield from guarded_file(file, load_json_array_or_lines, lambda items: _convert(file, items, lang, split), **ctx)
+    yield from import_split_files(path, (".json", ".jsonl"), opts, dataset=DATASET, language=lang,
+                                  parse=load_json_array_or_lines,
+                                  convert=lambda file, items, split: _convert(file, items, lang, split))
 
 
 def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:

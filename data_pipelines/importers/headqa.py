@@ -18,13 +18,10 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
-    no_split_error,
     resolve_language,
     text,
 )
@@ -48,13 +45,8 @@ def read_gold(path: pathlib.Path) -> dict[str, str]:
 
 
 def import_headqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
-    for file in list_files(path, (".json",)):
-        split = file_split(file, opts)
-        ctx = dict(dataset=DATASET, language=opts.language, split=split)
-        if split is None:
-            yield no_split_error(file, **ctx)
-            continue
-        yield from guarded_file(file, load_json, lambda doc: _convert(file, doc, opts, split), **ctx)
+    yield from import_split_files(path, (".json",), opts, dataset=DATASET, language=opts.language,
+                                  parse=load_json, convert=lambda file, doc, split: _convert(file, doc, opts, split))
 
 
 def _golds(folder: pathlib.Path) -> dict[str, dict[str, str] | FileFormatError]:

@@ -19,10 +19,8 @@ from data_pipelines.importers.base import (
     FileFormatError,
     ImportOptions,
     Item,
-    file_split,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
     resolve_language,
     squash_ws,
@@ -39,10 +37,10 @@ def _text(el: ET.Element | None) -> str:
 
 def import_liveqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    for file in list_files(path, (".xml",)):
-        split = file_split(file, opts, default="test")  # only the test XMLs are still published
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        yield from guarded_file(file, parse_xml, lambda root: _convert(file, root, lang, split, opts.question_source), **ctx)
+    yield from import_split_files(
+        path, (".xml",), opts, dataset=DATASET, language=lang, parse=parse_xml,
+        default_split="test",  # only the test XMLs are still published
+        convert=lambda file, root, split: _convert(file, root, lang, split, opts.question_source))
 
 
 def _raw(q: ET.Element) -> str:

@@ -16,13 +16,10 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
-    no_split_error,
     resolve_language,
     text,
 )
@@ -50,15 +47,9 @@ def cop_to_letter(cop: Any, base: int, n_options: int = 4) -> str:
 def import_medmcqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
     base = 1 if opts.cop_base is None else opts.cop_base
-    for file in list_files(path, (".json", ".jsonl")):
-        split = file_split(file, opts)
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        if split is None:
-            yield no_split_error(file, **ctx)
-            continue
-        yield from guarded_file(
-            file, load_json_array_or_lines, lambda items: _convert(file, items, lang, split, base), **ctx
-        )
+    yield from import_split_files(path, (".json", ".jsonl"), opts, dataset=DATASET, language=lang,
+                                  parse=load_json_array_or_lines,
+                                  convert=lambda file, items, split: _convert(file, items, lang, split, base))
 
 
 def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str, base: int) -> Iterator[Item]:

@@ -18,13 +18,10 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
-    no_split_error,
     resolve_language,
     text,
 )
@@ -37,16 +34,13 @@ DATASET = "medqa"
 def import_medqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     """Yields MedQA records from ``.jsonl`` and ``.csv`` files under ``path``."""
     lang = resolve_language(opts.language or "en")
-    for file in list_files(path, (".jsonl", ".csv")):
-        split = file_split(file, opts)
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        if split is None:
-            yield no_split_error(file, **ctx)
-            continue
-        if file.suffix.lower() == ".csv":
-            yield from guarded_file(file, lambda f: read_csv(f, header=True), lambda p: _csv(file, p, lang, split), **ctx)
-        else:
-            yield from guarded_file(file, load_json_lines, lambda p: _jsonl(file, p, lang, split), **ctx)
+    def is_csv(file: pathlib.Path) -> bool:
+        return file.suffix.lower() == ".csv"
+
+    yield from import_split_files(
+        path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang,
+        parse=lambda f: read_csv(f, header=True) if is_csv(f) else load_json_lines(f),
+        convert=lambda file, parsed, split: (_csv if is_csv(file) else _jsonl)(file, parsed, lang, split))
 
 
 def _record(

@@ -16,11 +16,9 @@ from data_pipelines.importers.base import (
     FieldError,
     ImportOptions,
     Item,
-    file_split,
     get_field,
-    guarded_file,
     guarded_item,
-    list_files,
+    import_split_files,
     make_record,
     resolve_language,
     text,
@@ -35,10 +33,9 @@ DROP_FIELDS = ("pred", "model_outputs")
 
 def import_mmlu_pro(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    for file in list_files(path, (".json", ".jsonl")):
-        split = file_split(file, opts, default="test")  # MMLU-Pro is a test benchmark
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        yield from guarded_file(file, load_json_array_or_lines, lambda items: _convert(file, items, lang, split), **ctx)
+    yield from import_split_files(path, (".json", ".jsonl"), opts, dataset=DATASET, language=lang,
+                                  parse=load_json_array_or_lines, default_split="test",  # a test benchmark
+                                  convert=lambda file, items, split: _convert(file, items, lang, split))
 
 
 def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import time
 from pathlib import Path
 from typing import Any, Callable
 
