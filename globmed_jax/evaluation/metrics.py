@@ -56,14 +56,12 @@ def macro_average(rows: Iterable[Mapping], *, over: str, key: str = "accuracy",
     Rows whose ``key`` is None/NaN (e.g. open-QA rows for accuracy) are ignored."""
     if over not in ("language", "dataset"):
         raise ValueError(f"over must be 'language' or 'dataset', got {over!r}")
-    inner = "dataset" if over == "language" else "language"
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         v = row.get(key)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue
         cells[tuple(row[g] for g in group)][row[over]].append(float(v))
-    del inner  # the inner coordinate is what each list runs over
     return {g: _nanmean(_nanmean(vs) for vs in by_over.values()) for g, by_over in cells.items()}
 
 

@@ -22,7 +22,6 @@ through ``api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math

@@ -11,7 +11,8 @@ and only the choice positions are projected to the vocabulary. No length normali
 choices of one family are a few tokens each.
 
 ``generate``: greedy decoding (``decode.greedy_generate``), stopping at the tokenizer's EOS or
-``<|im_end|>``; the text is parsed by ``extract.parse_answer``. Unparseable answers have
+an end-of-turn token (``END_TOKENS``: ``<|im_end|>``, Llama 3's ``<|eot_id|>``, ...); the text
+is parsed by ``extract.parse_answer``. Unparseable answers have
 ``predicted=None, parse_failed=True`` and count as wrong. open_qa records are always generated
 (there is nothing to rank); their prediction is the cleaned text.
 """
@@ -22,7 +23,7 @@ import dataclasses
 import functools
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from globmed_jax.sharding import logical_to_spec
 MODES = ("loglik", "generate")
 
 __all__ = ["Prediction", "predict", "evaluate_records", "choice_logprobs", "prompt_ids", "is_correct",
-           "summarize", "eos_ids", "MODES"]
+           "summarize", "eos_ids", "END_TOKENS", "MODES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,15 +69,19 @@ def prompt_ids(tokenizer: Any, records: Sequence[Record], *, prompt_config: Prom
     return out
 
 
+# End-of-turn / end-of-text tokens of the chat formats we support (ChatML: Qwen, SmolLM2;
+# Llama 3), stopped at in addition to the tokenizer's own EOS, which for base checkpoints is the
+# end-of-text token although the chat template ends turns with another one.
+END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
+
+
 def eos_ids(tokenizer: Any) -> list[int]:
-    """The tokenizer's EOS plus ``<|im_end|>`` when the vocabulary has it (chat models end turns
-    with it even when their EOS is another token)."""
+    """The tokenizer's EOS plus every ``END_TOKENS`` entry its vocabulary has."""
     ids = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != getattr(tokenizer, "unk_token_id", None) and im_end >= 0:
-        ids.add(im_end)
+    vocab = tokenizer.get_vocab()
+    ids.update(int(vocab[t]) for t in END_TOKENS if t in vocab)
     return sorted(ids)
 
 
