@@ -89,6 +89,11 @@ class ModelConfig:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         for field in ("dtype", "param_dtype"):
             jnp.dtype(getattr(self, field))  # raises on an unknown dtype name
+        special = {"bos_token_id": self.bos_token_id, "pad_token_id": self.pad_token_id,
+                   **{f"eos_token_ids[{i}]": e for i, e in enumerate(self.eos_token_ids)}}
+        outside = {k: v for k, v in special.items() if v is not None and not 0 <= v < self.vocab_size}
+        if outside:
+            raise ValueError(f"special token ids outside the vocabulary of {self.vocab_size}: {outside}")
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -282,7 +287,17 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
-    """A named preset, optionally with fields replaced (e.g. ``dtype="float32"``)."""
+    """A named preset, optionally with fields replaced (e.g. ``dtype="float32"``).
+
+    Shrinking ``vocab_size`` (tiny test or demo models) clears the preset's special token ids
+    that no longer fit, unless they are overridden too.
+    """
     if name not in PRESETS:
         raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides)
+    preset = PRESETS[name]
+    vocab = overrides.get("vocab_size", preset.vocab_size)
+    fits = lambda i: i is not None and i < vocab  # noqa: E731
+    defaults = {"bos_token_id": preset.bos_token_id if fits(preset.bos_token_id) else None,
+                "pad_token_id": preset.pad_token_id if fits(preset.pad_token_id) else None,
+                "eos_token_ids": tuple(e for e in preset.eos_token_ids if fits(e))}
+    return dataclasses.replace(preset, **{**defaults, **overrides})
