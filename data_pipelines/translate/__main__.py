@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, GlossaryError, review.ReviewError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:  # e.g. APIError after the client's retries
+        print(f"error: {e}\n(finished batches are cached: re-run the same command to resume)", file=sys.stderr)
+        return 1
 
 
 def _translate(args: argparse.Namespace, progress: bool | None) -> None:
