@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench-smoke clean
+.PHONY: install demo test bench clean
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m globmed_jax.train --config configs/demo.py
+
+# GlobMed-Bench on GlobMed-mini: the demo model and the real SmolLM2-135M (converted from GGUF).
+bench: $(STAMP)
+	test -f runs/demo/hf_export/config.json || $(PY) -m globmed_jax.train --config configs/demo.py
+	test -f runs/smollm2_135m/config.json || $(PY) -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
+	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
