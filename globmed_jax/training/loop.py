@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -183,8 +184,10 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     if jax.process_index() == 0:
         (run_dir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
+    started = time.perf_counter()
     factory = data_factory or train_data.globmed_iterator
     tokenizer = build_tokenizer(config, run_dir, lambda: train_data.corpus_texts(config))
+    log.info("tokenizer ready: %d tokens (%.1f s)", len(tokenizer), time.perf_counter() - started)
     iterator = factory(config, tokenizer, jax.process_index(), jax.process_count())
     vocab = len(tokenizer) if config.model.init == "scratch" else None
     if vocab is not None:
@@ -223,7 +226,10 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     if start is not None:
         state = checkpointer.restore(start, shardings, _abstract(state), iterator)
     start = int(start or 0)
+    compile_start = time.perf_counter()
     compiled = compile_step(jitted, state, t.global_batch_size, seq_len, mesh)
+    log.info("model %s with %.2fM parameters on mesh %s; train step compiled in %.1f s",
+             cfg.model_type, cfg.num_params() / 1e6, dict(mesh.shape), time.perf_counter() - compile_start)
     mem = memory_report(compiled)
     if mem:
         log.info("per-device memory estimate: %.2f GiB", mem["peak_estimate_gib"])
