@@ -299,13 +299,15 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
 
     final_step = int(jax.device_get(state.step))
     summary.update(final_step=final_step, interrupted=interrupted, memory=mem)
-    if interrupted:
-        checkpointer.close()
-        writer.close()
-        return summary
-    if checkpointer.latest_step() != final_step:
+    if not interrupted and checkpointer.latest_step() != final_step:
         checkpointer.save(final_step, state, iterator, force=True)
     checkpointer.close()
+    # Stop grain's prefetch threads now: left to interpreter shutdown they print a traceback.
+    if hasattr(iterator, "close"):
+        iterator.close()
+    if interrupted:
+        writer.close()
+        return summary
     model = template.merge(state.params, state.frozen)
     if eval_fn is not None:
         summary["eval"] = eval_fn(model, tokenizer, final_step)
