@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.num_packing_bins = 0  # 0: the pipeline's default
     c.data.jsonl_dir = ""  # normalized GlobMed JSONL (data_pipelines.build output) for real runs
     c.data.temperature = 1.0  # mixture temperature for data.jsonl_dir (mT5: n ** (1/T))
+    c.data.mini_train_variants = 6  # GlobMed-mini: training items per fact and language
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000

@@ -18,16 +18,19 @@ from globmed_jax.data.pipeline import PipelineConfig, make_train_iterator
 
 
 def mini_config(config: ml_collections.ConfigDict) -> mini.MiniConfig:
-    return mini.MiniConfig(seed=config.seed, languages=tuple(config.data.languages))
+    return mini.MiniConfig(seed=config.seed, languages=tuple(config.data.languages),
+                           train_variants=config.data.mini_train_variants)
 
 
 def register_mixture(config: ml_collections.ConfigDict) -> str:
     """Makes sure ``config.data.mixture`` exists in the task registry; returns its name."""
     name = config.data.mixture
+    if name.startswith(mini.DATASET_PREFIX):
+        # tasks.py registers GlobMed-mini with default settings at import: re-register it with
+        # this run's seed, languages and size.
+        tasks.register_globmed_mini(mini_config(config), overwrite=True)
     if name in tasks.list_mixtures():
         return name
-    if name.startswith(mini.DATASET_PREFIX):
-        tasks.register_globmed_mini(mini_config(config), overwrite=True)
     jsonl_dir = config.data.jsonl_dir
     if name not in tasks.list_mixtures() and jsonl_dir:
         register_jsonl_directory(Path(jsonl_dir), name, config.data.temperature,
