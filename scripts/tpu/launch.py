@@ -241,7 +241,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--git-ref", default="main")
     parser.add_argument("--jax-version", default="", help="pin jax[tpu] to this version")
     parser.add_argument("--setup", default="", help="shell command run on every worker after the install, in "
-                        "the repo (e.g. .venv/bin/huggingface-cli download Qwen/Qwen3-8B --local-dir ckpt/qwen3_8b)")
+                        "the repo (e.g. .venv/bin/hf download Qwen/Qwen3-8B --local-dir ckpt/qwen3_8b)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="export on the workers (printed: not for secrets)")
     parser.add_argument("--logs-dir", default="tpu_logs")
