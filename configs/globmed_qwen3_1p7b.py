@@ -4,7 +4,7 @@ Meshes (override with --config.mesh.*):
   * 8x H100 (one node):  data=1, fsdp=8, tensor=1   (default below)
   * TPU v5p-8 / v6e-8:   data=1, fsdp=-1, tensor=1  (the same; -1 takes every chip)
   * multi-node GPU:      data=<nodes>, fsdp=8, tensor=1 (FSDP inside a node, data parallel across)
-Base weights: `huggingface-cli download Qwen/Qwen3-1.7B-Base --local-dir checkpoints/qwen3_1p7b` beforehand.
+Base weights: `hf download Qwen/Qwen3-1.7B-Base --local-dir checkpoints/qwen3_1p7b` beforehand.
 """
 
 import sys

@@ -186,39 +186,8 @@ def model_template(cfg, mesh):
     from globmed_jax.models.hf_io import abstract_model
     from globmed_jax.training.step import ModelTemplate
 
-    model = abstract_model(cfg, mesh)
     trainable = nnx.LoRAParam if cfg.lora_rank > 0 else nnx.Param
-    try:
-        return ModelTemplate(model, trainable)
-    except TypeError:
-        return _abstract_template_class()(model, trainable)
-
-
-def _abstract_template_class():
-    import jax
-    from flax import nnx
-
-    from globmed_jax.training import step
-
-    class AbstractTemplate(step.ModelTemplate):
-        """``ModelTemplate`` for a model whose leaves are ShapeDtypeStructs. Needed while
-        ``step._abstract`` reads ``v[...].dtype`` (not subscriptable for ShapeDtypeStruct);
-        reading ``v.dtype`` there makes the base class work as is."""
-
-        def __init__(self, model, trainable):
-            def abstract(v):
-                return v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype)) if isinstance(v, nnx.Variable) else v
-
-            is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
-            self.cfg = model.cfg
-            self.trainable_filter = trainable
-            self.graphdef, trainable_state, frozen_state = nnx.split(model, trainable, ...)
-            self.abstract_trainable = jax.tree.map(abstract, trainable_state, is_leaf=is_var)
-            self.abstract_frozen = jax.tree.map(abstract, frozen_state, is_leaf=is_var)
-            self.initial_params = nnx.to_pure_dict(trainable_state)
-            self.initial_frozen = nnx.to_pure_dict(frozen_state)
-
-    return AbstractTemplate
+    return ModelTemplate(abstract_model(cfg, mesh), trainable)
 
 
 def make_optimizer_for(config, params):
@@ -230,31 +199,6 @@ def make_optimizer_for(config, params):
         end_lr_ratio=t.end_lr_ratio, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2, eps=t.eps,
         clip_norm=t.clip_norm, decay_norms=t.decay_norms, decay_biases=t.decay_biases,
         decay_embeddings=t.decay_embeddings)
-
-
-def abstract_train_state(template, tx, shardings):
-    """The TrainState as ShapeDtypeStructs with their shardings (nothing allocated); the library's
-    ``step.abstract_train_state`` once it exists (see docs/performance.md, "Dry runs")."""
-    import jax
-    import jax.numpy as jnp
-
-    from globmed_jax.training import step as step_module
-    from globmed_jax.training.step import TrainState
-
-    if hasattr(step_module, "abstract_train_state"):
-        return step_module.abstract_train_state(template, tx, shardings)
-
-    def attach(s, sh):
-        return jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh)
-
-    params = jax.tree.map(attach, template.initial_params, shardings.params)
-    frozen = jax.tree.map(attach, template.initial_frozen, shardings.frozen)
-    opt_state = jax.tree.map(attach, jax.eval_shape(tx.init, template.initial_params), shardings.opt_state)
-    step = jax.ShapeDtypeStruct((), jnp.int32, sharding=shardings.step)
-    return TrainState(step=step, params=params, frozen=frozen, opt_state=opt_state)
-
-
-# ---------------------------------------------------------------------------------- plan
 
 
 def per_device_bytes(x) -> int:
@@ -295,17 +239,16 @@ def compile_plan(config, cfg, devices) -> dict[str, Any]:
     """Compiles the real train step for ``devices`` and returns the memory figures."""
     from globmed_jax import sharding
     from globmed_jax.training.loop import compile_step, memory_report
-    from globmed_jax.training.step import jit_train_step, make_train_step, state_shardings
+    from globmed_jax.training.step import abstract_train_state, jit_train_step, make_train_step, state_shardings
 
     t = config.train
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
     template = model_template(cfg, mesh)
     tx, schedule = make_optimizer_for(config, template.initial_params)
     shardings = state_shardings(template, tx, mesh)
-    extra = {"prompt_loss_weight": t.prompt_loss_weight} if "prompt_loss_weight" in t else {}
     step_fn = make_train_step(template, tx, schedule, num_languages=len(config.data.languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
-                              **extra)
+                              prompt_loss_weight=t.prompt_loss_weight)
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, config.data.seq_len)
     state = abstract_train_state(template, tx, shardings)
     t0 = time.perf_counter()
@@ -363,7 +306,7 @@ def model_description(config) -> str:
 def abstract_train_state_for(config, cfg, devices):
     """The full-depth abstract state (shapes and shardings only, no compile)."""
     from globmed_jax import sharding
-    from globmed_jax.training.step import state_shardings
+    from globmed_jax.training.step import abstract_train_state, state_shardings
 
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
     template = model_template(cfg, mesh)

@@ -141,7 +141,7 @@ def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
     config.run_dir = str(tmp_path / "nan")
     config.model.init = "scratch"
     config.model.preset = "qwen3_0p6b"
-    config.model.overrides.update(dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=1,
+    config.model.overrides.update(dict(hidden_size=32, intermediate_size=64, num_layers=1,
                                        num_heads=2, num_kv_heads=1, head_dim=16))
     config.model.dtype = "float32"
     config.tokenizer.kind = "qwen3"

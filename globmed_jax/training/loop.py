@@ -20,7 +20,10 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from globmed_jax import sharding
-from globmed_jax.models import CausalLM, from_pretrained, get_preset, load_tokenizer, save_pretrained
+from globmed_jax.models import (
+    CausalLM, from_pretrained, get_preset, load_config, load_tokenizer, save_pretrained,
+)
+from globmed_jax.models.hf_io import abstract_model
 from globmed_jax.models.lora import add_lora, merge_lora
 from globmed_jax.training import checkpoint as ckpt
 from globmed_jax.training.config import ConfigError, model_config_overrides, validate
@@ -29,8 +32,8 @@ from globmed_jax.training.metrics import (
 )
 from globmed_jax.training.optim import make_optimizer
 from globmed_jax.training.step import (
-    BATCH_KEYS, ModelTemplate, TrainState, batch_sharding, init_train_state, jit_train_step,
-    make_train_step, state_shardings,
+    BATCH_KEYS, ModelTemplate, TrainState, abstract_train_state, batch_sharding, init_train_state,
+    jit_train_step, make_train_step, state_shardings,
 )
 
 log = logging.getLogger(__name__)
@@ -94,24 +97,33 @@ def special_token_ids(tokenizer) -> dict[str, Any]:
 
 
 def build_model(config: ml_collections.ConfigDict, mesh, vocab_size: int | None,
-                special_ids: dict[str, Any] | None = None) -> CausalLM:
+                special_ids: dict[str, Any] | None = None, *, abstract: bool = False) -> CausalLM:
+    """The model to train; ``abstract=True`` (dry runs) builds ShapeDtypeStruct leaves only."""
     overrides = model_config_overrides(config)
     if config.model.init == "pretrained":
         checkpoint = Path(config.model.checkpoint)
         if not (checkpoint / "config.json").exists():
             raise FileNotFoundError(
                 f"base checkpoint {checkpoint} not found (no config.json); download it first, e.g. "
-                f"`huggingface-cli download <repo> --local-dir {checkpoint}`")
-        model, _ = from_pretrained(checkpoint, mesh=mesh, **overrides)
+                f"`hf download <repo> --local-dir {checkpoint}`")
+        if abstract:
+            cfg = load_config(checkpoint, **overrides)
+        else:
+            model, _ = from_pretrained(checkpoint, mesh=mesh, **overrides)
     else:
         if vocab_size is not None and "vocab_size" not in overrides:
             overrides["vocab_size"] = vocab_size
         for key, value in (special_ids or {}).items():
             overrides.setdefault(key, value)
         cfg = get_preset(config.model.preset, **overrides)
-        rngs = nnx.Rngs(config.seed)
-        model = CausalLM(cfg, rngs=rngs, shard=sharding.ShardingContext(mesh))
-        sharding.shard_model(model, mesh)
+        if not abstract:
+            model = CausalLM(cfg, rngs=nnx.Rngs(config.seed), shard=sharding.ShardingContext(mesh))
+            sharding.shard_model(model, mesh)
+    if abstract:  # shapes and dtypes only: what a dry run compiles against
+        if config.lora.rank > 0:
+            cfg = cfg.replace(lora_rank=config.lora.rank, lora_alpha=config.lora.alpha,
+                              lora_targets=tuple(config.lora.targets))
+        return abstract_model(cfg, mesh)
     if config.lora.rank > 0:
         model = add_lora(model, config.lora.rank, config.lora.alpha, tuple(config.lora.targets), seed=config.seed)
         sharding.shard_model(model, mesh)
@@ -192,8 +204,11 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     vocab = len(tokenizer) if config.model.init == "scratch" else None
     if vocab is not None:
         vocab = -(-vocab // 128) * 128  # pad the embedding to a multiple of 128 (TPU/GPU tiles)
-    model = build_model(config, mesh, vocab, special_token_ids(tokenizer))
+    model = build_model(config, mesh, vocab, special_token_ids(tokenizer), abstract=config.dry_run)
     cfg = model.cfg
+    if cfg.vocab_size < len(tokenizer):
+        raise ConfigError(f"the model's vocabulary ({cfg.vocab_size}) is smaller than the tokenizer's "
+                          f"({len(tokenizer)}): token ids would index past the embedding")
     trainable = nnx.LoRAParam if config.lora.rank > 0 else nnx.Param
     template = ModelTemplate(model, trainable)
     del model  # its buffers are donated to the train state
@@ -210,9 +225,7 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, seq_len)
 
     if config.dry_run:
-        abstract_state = jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-            jax.eval_shape(lambda: init_train_state(template, tx, shardings)), shardings)
+        abstract_state = abstract_train_state(template, tx, shardings)
         compiled = compile_step(jitted, abstract_state, t.global_batch_size, seq_len, mesh)
         report = memory_report(compiled)
         log.info("dry run: %s", json.dumps(report))

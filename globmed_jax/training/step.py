@@ -65,7 +65,7 @@ def _is_var(x) -> bool:
 
 
 def _abstract(v):
-    return v.replace(jax.ShapeDtypeStruct(v.shape, v[...].dtype)) if isinstance(v, nnx.Variable) else v
+    return v.replace(jax.ShapeDtypeStruct(v.shape, v.dtype)) if isinstance(v, nnx.Variable) else v
 
 
 def _fill(abstract_state, pure: Any):
@@ -108,6 +108,20 @@ def init_train_state(template: ModelTemplate, tx: optax.GradientTransformation,
     opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
     step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
     return TrainState(step=step, params=params, frozen=frozen, opt_state=opt_state)
+
+
+def abstract_train_state(template: ModelTemplate, tx: optax.GradientTransformation,
+                         shardings: TrainState) -> TrainState:
+    """The train state as ShapeDtypeStructs carrying their shardings: enough to compile the step
+    (dry runs, memory plans) without allocating anything, also for an abstract template."""
+    def attach(x, sh):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh)
+
+    return TrainState(
+        step=jax.ShapeDtypeStruct((), jnp.int32, sharding=shardings.step),
+        params=jax.tree.map(attach, template.initial_params, shardings.params),
+        frozen=jax.tree.map(attach, template.initial_frozen, shardings.frozen),
+        opt_state=jax.tree.map(attach, jax.eval_shape(tx.init, template.initial_params), shardings.opt_state))
 
 
 def _split_microbatches(x: jax.Array, k: int) -> jax.Array:
