@@ -8,8 +8,9 @@ errors. ``parse_flags`` turns them into one line naming the offending key.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import flags
 
@@ -61,3 +62,21 @@ def parse_flags(argv: Sequence[str] | None = None) -> list[str] | None:
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as err:
         print(explain_override_error(argv, err), file=sys.stderr)
         return None
+
+
+def setup_logging(quiet: Sequence[str] = ("absl", "orbax", "jax._src", "etils", "httpx")) -> None:
+    """INFO logs with timestamps; the listed chatty libraries only warn."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_config_main(config_flag, main: Callable[[list[str]], int]) -> int:
+    """Parses flags (one-line errors), requires ``--config``, then runs ``main(argv)``."""
+    argv = parse_flags()
+    if argv is None:
+        return 2
+    if config_flag.value is None:
+        print("error: --config=configs/<name>.py is required", file=sys.stderr)
+        return 2
+    return main(argv)

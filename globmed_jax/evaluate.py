@@ -9,10 +9,8 @@ heatmap.png and gap.png into ``out_dir``.
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/bench_*.py).",
@@ -21,9 +19,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 
 def main(argv) -> int:
     del argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "jax._src", "etils", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from globmed_jax.cli import setup_logging
+
+    setup_logging()
     config = _CONFIG.value
 
     from globmed_jax.evaluation import report, runner
@@ -46,5 +44,6 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("config")
-    app.run(lambda argv: sys.exit(main(argv)))
+    from globmed_jax.cli import run_config_main
+
+    sys.exit(run_config_main(_CONFIG, main))

@@ -7,7 +7,6 @@ Rerunning the same command resumes from the newest checkpoint in ``run_dir``.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from ml_collections import config_flags
@@ -18,10 +17,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 
 def main(argv) -> int:
     del argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src", "etils"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     from globmed_jax import distributed
+    from globmed_jax.cli import setup_logging
+
+    setup_logging()
 
     config = _CONFIG.value
     distributed.maybe_initialize(config.distributed)
@@ -42,17 +41,7 @@ def main(argv) -> int:
     return 0
 
 
-def cli() -> int:
-    from globmed_jax.cli import parse_flags
-
-    argv = parse_flags()
-    if argv is None:
-        return 2
-    if _CONFIG.value is None:
-        print("error: --config=configs/<name>.py is required", file=sys.stderr)
-        return 2
-    return main(argv)
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    from globmed_jax.cli import run_config_main
+
+    sys.exit(run_config_main(_CONFIG, main))
