@@ -83,11 +83,9 @@ def _pure_shardings(abstract_state, mesh: Mesh) -> Any:
     return nnx.to_pure_dict(jax.tree.map(to_sharding, abstract_state, is_leaf=_is_var))
 
 
-def batch_sharding(mesh: Mesh, shape=(None, None)) -> NamedSharding:
-    """Sharding of a ``[B, T]`` batch array: batch over the data-parallel axes."""
-    if shape[0] is None:
-        from globmed_jax.sharding import logical_to_spec
-        return NamedSharding(mesh, logical_to_spec(BATCH_AXES))
+def batch_sharding(mesh: Mesh, shape: tuple[int, int]) -> NamedSharding:
+    """Sharding of a ``[B, T]`` batch array: batch over the data-parallel axes (an axis that
+    does not divide B is left out, as for parameters)."""
     return NamedSharding(mesh, spec_for_shape(shape, BATCH_AXES, mesh))
 
 
