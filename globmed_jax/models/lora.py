@@ -39,8 +39,9 @@ def add_lora(model: CausalLM, rank: int, alpha: float, targets, *, seed: int = 0
 
 
 def _init_lora_factors(cfg: ModelConfig, seed: int) -> dict:
-    """Initial LoRA factors only (a small model built with rank>0 supplies the init values
-    through ``nnx.eval_shape`` + jit, so no full-size base weights are allocated twice)."""
+    """Initial LoRA factors only. The rank>0 model is built inside ``jit`` and only its
+    ``LoRAParam`` state is returned, so XLA drops the unused base-weight initialisation and no
+    second full-size copy of the base weights is allocated."""
     def build():
         model = CausalLM(cfg, rngs=nnx.Rngs(seed))
         return nnx.state(model, nnx.LoRAParam)
