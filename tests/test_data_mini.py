@@ -35,16 +35,18 @@ def test_deterministic_for_a_seed_and_seed_matters():
 
 def test_counts_imbalanced_as_configured(data):
     counts = mini.counts(data["train"] + data["test"])
-    n_train = N_FACTS * CFG.train_variants
-    n_low = round(CFG.low_resource_fraction * n_train)
     low = set(low_resource(DEFAULT_LANGUAGES))
     assert low == {"sw", "yo", "zu", "am"}
+    assert mini.items_per_fact("open_qa", "train", CFG) == 2 and mini.items_per_fact("open_qa", "test", CFG) == 1
     for lang in DEFAULT_LANGUAGES:
         for family in mini.FAMILIES:
+            n_train = N_FACTS * mini.items_per_fact(family, "train", CFG)
+            n_low = round(CFG.low_resource_fraction * n_train)
             assert counts[(lang, family, "train")] == (n_low if lang in low else n_train)
-            assert counts[(lang, family, "test")] == N_FACTS * CFG.test_variants
+            assert counts[(lang, family, "test")] == N_FACTS * mini.items_per_fact(family, "test", CFG)
     other = mini.MiniConfig(low_resource_fraction=0.3, languages=("en", "sw"))
     c2 = mini.counts(mini.generate(other, "train"))
+    n_train = N_FACTS * CFG.train_variants
     assert c2[("sw", "mcqa", "train")] == round(0.3 * n_train) and c2[("en", "mcqa", "train")] == n_train
 
 
@@ -64,8 +66,9 @@ def test_aligned_across_languages(data):
                 assert langs & low in (set(), low)
             else:
                 assert langs == set(DEFAULT_LANGUAGES)
-            keys = {(r.answer, r.task, r.dataset, r.meta["fact"], r.meta["templates"], r.meta["candidate"],
-                     tuple(r.options)) for r in group}
+            # Same label in every language (an open answer is the fact's term, translated).
+            keys = {(r.answer if r.task != "open_qa" else None, r.task, r.dataset, r.meta["fact"],
+                     r.meta["templates"], r.meta["candidate"], tuple(r.options)) for r in group}
             assert len(keys) == 1, sid
         subset = {sid for sid, g in groups.items() if any(r.language in low for r in g)}
         if split == "train":
@@ -79,16 +82,21 @@ def test_test_phrasings_held_out_from_train(data):
 
     train_t = set().union(*(templates(r) for r in data["train"]))
     test_t = set().union(*(templates(r) for r in data["test"]))
-    assert train_t and test_t and not train_t & test_t
+    lt = mini.TEMPLATES["en"]
+    # Lists of 3+ phrasings hold their last one out; the two-entry clinical notes are shared.
+    shared = {(name, str(i)) for name in ("ynm_diagnosed", "ynm_undiagnosed") for i in range(2)}
+    assert len(lt.ynm_diagnosed) == len(lt.ynm_undiagnosed) == 2
+    assert train_t & test_t == shared
+    assert {name for name, _ in test_t - shared} == {"mcqa", "ynm_question", "nli_premise", "nli_hypothesis",
+                                                    "nli_neutral", "open_question"}
     for lang in DEFAULT_LANGUAGES:
         for family in mini.FAMILIES:
             tr = [r for r in data["train"] if r.language == lang and r.task == family]
             te = [r for r in data["test"] if r.language == lang and r.task == family]
             assert not {r.question for r in tr} & {r.question for r in te}, (lang, family)
-            if family != "mcqa":
+            if family == "nli":
                 assert not {r.context for r in tr} & {r.context for r in te}, (lang, family)
     # The held-out frames also differ as text, not just by index.
-    lt = mini.TEMPLATES["en"]
     assert lt.mcqa[-1] not in lt.mcqa[:-1] and lt.ynm_question[-1] not in lt.ynm_question[:-1]
 
 
@@ -114,13 +122,17 @@ def test_answers_valid_and_distractors_from_same_category(data):
             # "maybe" exactly when the clinical note gives no diagnosis.
             undiagnosed = {mini._finish(t, r.language) for t in mini.TEMPLATES[r.language].ynm_undiagnosed}
             assert (r.context in undiagnosed) == (r.answer == "maybe")
+        elif r.task == "open_qa":  # the fact asked directly; the answer is its term
+            assert r.answer == terms[fact.answer][r.language] and not r.options and r.context is None
+            if r.language == "en":  # (other languages contract articles into prepositions)
+                assert mini.CONDITIONS[fact.condition]["en"].lower() in r.question.lower()
         else:
             assert r.answer in NLI_LABELS
             if r.answer == "entailment":
                 assert r.meta["candidate"] == fact.answer
             elif r.answer == "contradiction":
                 assert r.meta["candidate"] not in (None, fact.answer)
-        for text in (r.question, *([r.context] if r.task != "mcqa" else []), *r.options.values()):
+        for text in (r.question, *([r.context] if r.task in ("yes_no_maybe", "nli") else []), *r.options.values()):
             assert text and "{" not in text and "}" not in text
 
 

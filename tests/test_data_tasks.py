@@ -15,6 +15,17 @@ LOW = set(low_resource(DEFAULT_LANGUAGES))
 N_FAM = len(mini.FAMILIES)
 
 
+def n_train(family: str, language: str) -> int:
+    """GlobMed-mini training items of one (family, language)."""
+    n = len(mini.FACTS) * mini.items_per_fact(family, "train", CFG)
+    return round(CFG.low_resource_fraction * n) if language in LOW else n
+
+
+def n_languages(languages, t: float = 1.0, multiplier: float = 1.0) -> float:
+    """Sum over families and ``languages`` of the (multiplied) counts to the power 1/t."""
+    return sum((multiplier * n_train(f, lang)) ** (1 / t) for f in mini.FAMILIES for lang in languages)
+
+
 @pytest.fixture
 def scratch():
     """Names registered by a test are removed afterwards."""
@@ -42,10 +53,10 @@ def test_globmed_mini_registered():
 
 def test_proportional_shares_equal_example_counts():
     shares = tasks.mixture_shares("globmed_mini")
-    total = N_FAM * (8 * N_HIGH + 4 * N_LOW)
+    total = n_languages(DEFAULT_LANGUAGES)
     for name, share in shares.items():
-        n = N_LOW if tasks.get_task(name).language in LOW else N_HIGH
-        assert share == pytest.approx(n / total, rel=1e-12)
+        task = tasks.get_task(name)
+        assert share == pytest.approx(n_train(task.family, task.language) / total, rel=1e-12)
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
@@ -55,8 +66,8 @@ def _low_share(name):
 
 def test_temperature_changes_low_resource_share_exactly_as_formula():
     def formula(t):
-        hi, lo = N_HIGH ** (1 / t), N_LOW ** (1 / t)
-        return 4 * lo / (8 * hi + 4 * lo)
+        lo = n_languages(LOW, t)
+        return lo / (n_languages(set(DEFAULT_LANGUAGES) - LOW, t) + lo)
 
     t1, t5 = _low_share("globmed_mini"), _low_share("globmed_mini_t5")
     assert t1 == pytest.approx(formula(1.0), rel=1e-12)
@@ -67,7 +78,8 @@ def test_temperature_changes_low_resource_share_exactly_as_formula():
 def test_language_multipliers_and_upweighted_mixture():
     up = _low_share("globmed_mini_upweighted")
     m = tasks.LOW_RESOURCE_MULTIPLIER
-    assert up == pytest.approx(4 * m * N_LOW / (8 * N_HIGH + 4 * m * N_LOW), rel=1e-12)
+    lo = n_languages(LOW, multiplier=m)
+    assert up == pytest.approx(lo / (n_languages(set(DEFAULT_LANGUAGES) - LOW) + lo), rel=1e-12)
     rate = tasks.with_language_multipliers(tasks.rate_proportional(), {"sw": 3.0})
     rate = tasks.with_language_multipliers(rate, {"yo": 2.0})
     assert dict(rate.language_multipliers) == {"sw": 3.0, "yo": 2.0}

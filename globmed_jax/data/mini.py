@@ -11,16 +11,22 @@ everywhere, as is common in clinical text in those settings.
 
 Design, so that a tiny model trained on it shows measurable, interpretable effects:
 
-* three datasets, one per task family: ``globmed_mini_mcqa`` (4 options, distractors from the
-  same fact category so the answer needs the fact, answer letters balanced),
-  ``globmed_mini_yes_no_maybe`` (PubMedQA-like: a clinical note as context; ``maybe`` when the
-  note gives no diagnosis) and ``globmed_mini_nli`` (premise = diagnosis; entailment /
-  contradiction need the fact, neutral hypotheses add unrelated history);
+* four datasets, one per task family of the real data: ``globmed_mini_mcqa`` (4 options,
+  distractors from the same fact category so the answer needs the fact, answer letters
+  balanced), ``globmed_mini_yes_no_maybe`` (PubMedQA-like: a clinical note as context;
+  ``maybe`` when the note gives no diagnosis), ``globmed_mini_nli`` (premise = diagnosis;
+  entailment / contradiction need the fact, neutral hypotheses add unrelated history) and
+  ``globmed_mini_open_qa`` (the fact asked directly, the answer is the term; one item per
+  phrasing, so 2 per fact in train and 1 in test);
 * every item exists in every language with the same ``source_id`` (aligned translations);
 * train counts are imbalanced on purpose: low-resource languages get a seeded subset
   (``low_resource_fraction``, default 15%) of the source items, the same subset in each of them;
-* test items use templates held out from training (the last template of every template list),
-  so test accuracy measures knowledge of the facts, not memorised phrasings.
+* test items use phrasings held out from training (the last template of every template list
+  of three or more), so test accuracy measures knowledge of the facts, not memorised phrasings.
+  Two-entry lists (the yes/no/maybe clinical notes) are shared by both splits: one training
+  phrasing of "a diagnosis was made" cannot teach the concept (measured: a model trained on one
+  misread the held-out French note and answered "maybe" to 97% of the test items). Every test
+  item still differs in text from every training item, through its question or hypothesis.
 
 ``generate(config, split)`` returns ``list[Record]``; ``write_jsonl(out_dir, config)`` writes the
 ``<out>/<dataset>/<language>/<split>.jsonl`` layout the importers use.
@@ -41,7 +47,7 @@ from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, YES_NO_MAYBE, Record
 
 DATASET_PREFIX = "globmed_mini"
-FAMILIES = ("mcqa", "yes_no_maybe", "nli")
+FAMILIES = ("mcqa", "yes_no_maybe", "nli", "open_qa")
 MINI_SPLITS = ("train", "test")
 RELATIONS = ("drug", "organism", "organ", "sign")
 
@@ -240,7 +246,7 @@ FACTS: tuple[Fact, ...] = (
 
 
 # ---------------------------------------------------------------------------------------------
-# Templates. In every list the LAST entry is held out for the test split; the others are train.
+# Templates. In every list of 3+ the LAST entry is held out for the test split (template_ids).
 # ``relation`` phrases take {c} (a condition); ``patient`` is the {c} used when the condition is
 # only known from the context. Frames take {rel} (a rendered relation phrase) and {x} (a term).
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +263,7 @@ class LanguageTemplates:
     nli_premise: tuple[str, ...]
     nli_hypothesis: tuple[str, ...]
     nli_neutral: tuple[str, ...]
+    open_question: tuple[str, ...]
 
 
 def _lt(rel: str, patient: str, **lists: str) -> LanguageTemplates:
@@ -274,8 +281,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="A patient has been diagnosed with {c}.|The diagnosis of {c} was confirmed in a patient.",
         ynm_undiagnosed="A patient has come to the clinic; no diagnosis has been made yet.|A patient reports feeling unwell, and the cause has not been determined.",
         nli_premise="The patient was diagnosed with {c}.|The patient has {c}.|Diagnosis on admission: {c}.",
-        nli_hypothesis="{x} is {rel}.|In this case, {x} is {rel}.|It follows that {x} is {rel}.",
-        nli_neutral="The patient also has {c}.|The patient has a family history of {c}.|The patient was treated for {c} in the past.",
+        nli_hypothesis="{x} is {rel}.|In this case, {x} is {rel}.|Thus, {x} is {rel}.|It follows that {x} is {rel}.",
+        nli_neutral="The patient also has {c}.|The patient has a family history of {c}.|The patient's mother had {c}.|The patient was treated for {c} in the past.",
+        open_question="What is {rel}?|Name {rel}.|Please state {rel}.",
     ),
     "zh": _lt(
         "{c}的一线治疗药物|{c}的病原体|{c}主要累及的器官|{c}的特征性体征",
@@ -285,8 +293,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="一名患者被诊断为{c}。|一名患者的{c}诊断已得到确认。",
         ynm_undiagnosed="一名患者前来就诊，目前尚未作出诊断。|一名患者自述身体不适，病因尚未明确。",
         nli_premise="该患者被诊断为{c}。|该患者患有{c}。|入院诊断：{c}。",
-        nli_hypothesis="{x}是{rel}。|在本病例中，{x}是{rel}。|由此可知，{x}是{rel}。",
-        nli_neutral="该患者还患有{c}。|该患者有{c}家族史。|该患者过去曾因{c}接受治疗。",
+        nli_hypothesis="{x}是{rel}。|在本病例中，{x}是{rel}。|因此，{x}是{rel}。|由此可知，{x}是{rel}。",
+        nli_neutral="该患者还患有{c}。|该患者有{c}家族史。|该患者的母亲曾患{c}。|该患者过去曾因{c}接受治疗。",
+        open_question="{rel}是什么？|请说出{rel}。|请写出{rel}。",
     ),
     "es": _lt(
         "el fármaco de primera línea para {c}|el microorganismo causante de {c}|el órgano afectado principalmente por {c}|un signo característico de {c}",
@@ -296,8 +305,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="A un paciente se le ha diagnosticado {c}.|Se confirmó el diagnóstico de {c} en un paciente.",
         ynm_undiagnosed="Un paciente acude a la consulta; todavía no se ha establecido ningún diagnóstico.|Un paciente refiere malestar y aún no se ha determinado la causa.",
         nli_premise="Al paciente se le diagnosticó {c}.|El paciente padece {c}.|Diagnóstico al ingreso: {c}.",
-        nli_hypothesis="{x} es {rel}.|En este caso, {x} es {rel}.|Se deduce que {x} es {rel}.",
-        nli_neutral="El paciente también padece {c}.|El paciente tiene antecedentes familiares de {c}.|El paciente recibió tratamiento por {c} en el pasado.",
+        nli_hypothesis="{x} es {rel}.|En este caso, {x} es {rel}.|Por lo tanto, {x} es {rel}.|Se deduce que {x} es {rel}.",
+        nli_neutral="El paciente también padece {c}.|El paciente tiene antecedentes familiares de {c}.|La madre del paciente padeció {c}.|El paciente recibió tratamiento por {c} en el pasado.",
+        open_question="¿Cuál es {rel}?|Nombre {rel}.|Indique {rel}.",
     ),
     "fr": _lt(
         "le médicament de première intention contre {c}|le micro-organisme responsable de {c}|l'organe principalement atteint par {c}|un signe caractéristique de {c}",
@@ -307,8 +317,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="On a diagnostiqué {c} chez un patient.|Le diagnostic de {c} a été confirmé chez un patient.",
         ynm_undiagnosed="Un patient consulte ; aucun diagnostic n'a encore été posé.|Un patient se sent mal et la cause n'a pas encore été déterminée.",
         nli_premise="Le patient est atteint de {c}.|On a diagnostiqué {c} chez le patient.|Diagnostic à l'admission : {c}.",
-        nli_hypothesis="{x} est {rel}.|Dans ce cas, {x} est {rel}.|Il s'ensuit que {x} est {rel}.",
-        nli_neutral="Le patient est également atteint de {c}.|Le patient a des antécédents familiaux de {c}.|Le patient a été traité pour {c} par le passé.",
+        nli_hypothesis="{x} est {rel}.|Dans ce cas, {x} est {rel}.|Ainsi, {x} est {rel}.|Il s'ensuit que {x} est {rel}.",
+        nli_neutral="Le patient est également atteint de {c}.|Le patient a des antécédents familiaux de {c}.|La mère du patient a eu {c}.|Le patient a été traité pour {c} par le passé.",
+        open_question="Quel est {rel} ?|Nommez {rel}.|Indiquez {rel}.",
     ),
     "ar": _lt(
         "دواء الخط الأول لعلاج {c}|العامل الممرض الذي يسبب {c}|العضو المصاب بشكل رئيسي في {c}|علامة مميزة في {c}",
@@ -318,8 +329,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="تم تشخيص إصابة مريض ب{c}.|تأكد تشخيص {c} لدى أحد المرضى.",
         ynm_undiagnosed="حضر مريض إلى العيادة ولم يُوضع أي تشخيص بعد.|يشكو مريض من توعك، ولم يُحدَّد السبب بعد.",
         nli_premise="شُخِّص المريض ب{c}.|المريض مصاب ب{c}.|التشخيص عند الدخول: {c}.",
-        nli_hypothesis="{x} هو {rel}.|في هذه الحالة، {x} هو {rel}.|يترتب على ذلك أن {x} هو {rel}.",
-        nli_neutral="المريض مصاب أيضًا ب{c}.|لدى المريض تاريخ عائلي للإصابة ب{c}.|عولج المريض من {c} في الماضي.",
+        nli_hypothesis="{x} هو {rel}.|في هذه الحالة، {x} هو {rel}.|وعليه، فإن {x} هو {rel}.|يترتب على ذلك أن {x} هو {rel}.",
+        nli_neutral="المريض مصاب أيضًا ب{c}.|لدى المريض تاريخ عائلي للإصابة ب{c}.|أُصيبت والدة المريض ب{c}.|عولج المريض من {c} في الماضي.",
+        open_question="ما {rel}؟|اذكر {rel}.|بيِّن {rel}.",
     ),
     "hi": _lt(
         "{c} के लिए पहली पंक्ति की दवा|{c} का कारक जीव|{c} से मुख्य रूप से प्रभावित अंग|{c} का एक विशिष्ट लक्षण",
@@ -329,8 +341,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="एक रोगी में {c} का निदान किया गया है।|एक रोगी में {c} के निदान की पुष्टि हुई।",
         ynm_undiagnosed="एक रोगी क्लिनिक आया है; अभी तक कोई निदान नहीं हुआ है।|एक रोगी अस्वस्थ महसूस कर रहा है, और कारण अभी तक निर्धारित नहीं हुआ है।",
         nli_premise="रोगी में {c} का निदान हुआ।|रोगी को {c} है।|भर्ती के समय निदान: {c}।",
-        nli_hypothesis="{x} {rel} है।|इस मामले में, {x} {rel} है।|इससे यह निष्कर्ष निकलता है कि {x} {rel} है।",
-        nli_neutral="रोगी को {c} भी है।|रोगी के परिवार में {c} का इतिहास है।|अतीत में रोगी का {c} के लिए इलाज हुआ था।",
+        nli_hypothesis="{x} {rel} है।|इस मामले में, {x} {rel} है।|अतः {x} {rel} है।|इससे यह निष्कर्ष निकलता है कि {x} {rel} है।",
+        nli_neutral="रोगी को {c} भी है।|रोगी के परिवार में {c} का इतिहास है।|रोगी की माँ को {c} था।|अतीत में रोगी का {c} के लिए इलाज हुआ था।",
+        open_question="{rel} क्या है?|{rel} का नाम बताइए।|{rel} लिखिए।",
     ),
     "ja": _lt(
         "{c}の第一選択薬|{c}の原因微生物|{c}で主に障害される臓器|{c}の特徴的な徴候",
@@ -340,8 +353,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="ある患者が{c}と診断された。|ある患者で{c}の診断が確定した。",
         ynm_undiagnosed="ある患者が外来を受診したが、まだ診断はついていない。|ある患者が体調不良を訴えているが、原因はまだ特定されていない。",
         nli_premise="患者は{c}と診断された。|患者は{c}を患っている。|入院時診断：{c}。",
-        nli_hypothesis="{x}は{rel}である。|この症例では、{x}は{rel}である。|したがって、{x}は{rel}である。",
-        nli_neutral="患者は{c}も患っている。|患者には{c}の家族歴がある。|患者は過去に{c}の治療を受けた。",
+        nli_hypothesis="{x}は{rel}である。|この症例では、{x}は{rel}である。|よって、{x}は{rel}である。|したがって、{x}は{rel}である。",
+        nli_neutral="患者は{c}も患っている。|患者には{c}の家族歴がある。|患者の母親は{c}を患っていた。|患者は過去に{c}の治療を受けた。",
+        open_question="{rel}は何か。|{rel}を挙げよ。|{rel}を答えよ。",
     ),
     "ko": _lt(
         "{c}의 1차 치료 약물|{c}의 원인 병원체|{c}에서 주로 침범되는 장기|{c}의 특징적인 징후",
@@ -351,8 +365,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="한 환자에게 {c} 진단이 내려졌다.|한 환자에서 {c} 진단이 확정되었다.",
         ynm_undiagnosed="한 환자가 외래에 내원했으나 아직 진단이 내려지지 않았다.|한 환자가 몸이 좋지 않다고 호소하지만 원인은 아직 밝혀지지 않았다.",
         nli_premise="환자는 {c} 진단을 받았다.|환자는 {c} 환자이다.|입원 시 진단: {c}.",
-        nli_hypothesis="{x}은(는) {rel}이다.|이 증례에서 {x}은(는) {rel}이다.|따라서 {x}은(는) {rel}이다.",
-        nli_neutral="환자는 {c}도 앓고 있다.|환자에게는 {c} 가족력이 있다.|환자는 과거에 {c} 치료를 받은 적이 있다.",
+        nli_hypothesis="{x}은(는) {rel}이다.|이 증례에서 {x}은(는) {rel}이다.|그러므로 {x}은(는) {rel}이다.|따라서 {x}은(는) {rel}이다.",
+        nli_neutral="환자는 {c}도 앓고 있다.|환자에게는 {c} 가족력이 있다.|환자의 어머니는 {c}을(를) 앓았다.|환자는 과거에 {c} 치료를 받은 적이 있다.",
+        open_question="{rel}은(는) 무엇인가?|{rel}을(를) 쓰시오.|{rel}을(를) 답하시오.",
     ),
     "sw": _lt(
         "dawa ya kwanza ya kutibu {c}|kiumbe kinachosababisha {c}|kiungo kinachoathiriwa zaidi na {c}|dalili bainifu ya {c}",
@@ -362,8 +377,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="Mgonjwa amegunduliwa kuwa na {c}.|Utambuzi wa {c} umethibitishwa kwa mgonjwa mmoja.",
         ynm_undiagnosed="Mgonjwa amekuja kliniki; bado hajapatiwa utambuzi wowote.|Mgonjwa analalamika kujisikia vibaya, na chanzo bado hakijajulikana.",
         nli_premise="Mgonjwa aligunduliwa kuwa na {c}.|Mgonjwa ana {c}.|Utambuzi wakati wa kulazwa: {c}.",
-        nli_hypothesis="{x} ni {rel}.|Katika kesi hii, {x} ni {rel}.|Hivyo basi, {x} ni {rel}.",
-        nli_neutral="Mgonjwa pia ana {c}.|Katika familia ya mgonjwa kuna historia ya {c}.|Mgonjwa aliwahi kutibiwa {c} hapo awali.",
+        nli_hypothesis="{x} ni {rel}.|Katika kesi hii, {x} ni {rel}.|Kwa hiyo, {x} ni {rel}.|Hivyo basi, {x} ni {rel}.",
+        nli_neutral="Mgonjwa pia ana {c}.|Katika familia ya mgonjwa kuna historia ya {c}.|Mama wa mgonjwa alikuwa na {c}.|Mgonjwa aliwahi kutibiwa {c} hapo awali.",
+        open_question="{rel} ni nini?|Taja {rel}.|Andika {rel}.",
     ),
     "yo": _lt(
         "oògùn àkọ́kọ́ fún ìtọ́jú {c}|kòkòrò àrùn tó ń fa {c}|ẹ̀yà ara tí {c} ń kàn jù lọ|àmì pàtàkì {c}",
@@ -373,8 +389,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="Wọ́n ti ṣàwárí pé aláìsàn kan ní {c}.|Wọ́n ti fìdí rẹ̀ múlẹ̀ pé aláìsàn kan ní {c}.",
         ynm_undiagnosed="Aláìsàn kan wá sí ilé ìwòsàn; wọn kò tíì mọ àìsàn tó ń ṣe é.|Aláìsàn kan ń ṣàròyé pé ara òun kò yá, ṣùgbọ́n a kò tíì mọ ohun tó fà á.",
         nli_premise="Wọ́n ṣàwárí pé aláìsàn náà ní {c}.|Aláìsàn náà ní {c}.|Àyẹ̀wò nígbà ìgbàwọlé: {c}.",
-        nli_hypothesis="{x} ni {rel}.|Nínú ọ̀ràn yìí, {x} ni {rel}.|Nítorí náà, {x} ni {rel}.",
-        nli_neutral="Aláìsàn náà tún ní {c}.|Ìtàn {c} wà nínú ìdílé aláìsàn náà.|Wọ́n ti tọ́jú aláìsàn náà fún {c} rí.",
+        nli_hypothesis="{x} ni {rel}.|Nínú ọ̀ràn yìí, {x} ni {rel}.|Nítorí èyí, {x} ni {rel}.|Nítorí náà, {x} ni {rel}.",
+        nli_neutral="Aláìsàn náà tún ní {c}.|Ìtàn {c} wà nínú ìdílé aláìsàn náà.|Ìyá aláìsàn náà ní {c} rí.|Wọ́n ti tọ́jú aláìsàn náà fún {c} rí.",
+        open_question="Kí ni {rel}?|Dárúkọ {rel}.|Sọ {rel}.",
     ),
     "zu": _lt(
         "umuthi wokuqala owelapha {c}|igciwane elibangela {c}|isitho esithinteka kakhulu ku-{c}|uphawu oluvelele lwe-{c}",
@@ -384,8 +401,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="Isiguli sitholakale sine-{c}.|Kuqinisekisiwe ukuthi isiguli sine-{c}.",
         ynm_undiagnosed="Isiguli sifike emtholampilo; asikatholakali ukuthi sinani.|Isiguli sithi asizizwa kahle, kodwa imbangela ayikaziwa.",
         nli_premise="Isiguli sine-{c}.|Kutholakale ukuthi isiguli sine-{c}.|Ukuxilongwa lapho singeniswa: {c}.",
-        nli_hypothesis="{x} yi-{rel}.|Kulesi simo, {x} yi-{rel}.|Ngakho-ke, {x} yi-{rel}.",
-        nli_neutral="Isiguli siphinde sibe ne-{c}.|Emndenini wesiguli kunomlando we-{c}.|Isiguli sake selashelwa i-{c} esikhathini esedlule.",
+        nli_hypothesis="{x} yi-{rel}.|Kulesi simo, {x} yi-{rel}.|Ngalokho, {x} yi-{rel}.|Ngakho-ke, {x} yi-{rel}.",
+        nli_neutral="Isiguli siphinde sibe ne-{c}.|Emndenini wesiguli kunomlando we-{c}.|Umama wesiguli wake waba ne-{c}.|Isiguli sake selashelwa i-{c} esikhathini esedlule.",
+        open_question="Yini {rel}?|Sho {rel}.|Bhala {rel}.",
     ),
     "am": _lt(
         "ለ{c} የመጀመሪያ ደረጃ መድኃኒት|{c}ን የሚያመጣው ተሕዋስ|በ{c} በዋናነት የሚጎዳው የሰውነት ክፍል|የ{c} መለያ ምልክት",
@@ -395,8 +413,9 @@ TEMPLATES: dict[str, LanguageTemplates] = {
         ynm_diagnosed="አንድ ታካሚ {c} እንዳለበት ታውቋል።|በአንድ ታካሚ ላይ የ{c} ምርመራ ተረጋግጧል።",
         ynm_undiagnosed="አንድ ታካሚ ወደ ክሊኒክ መጥቷል፤ እስካሁን ምንም ምርመራ አልተደረገም።|አንድ ታካሚ ሕመም እንደሚሰማው ይናገራል፤ ምክንያቱ ግን እስካሁን አልታወቀም።",
         nli_premise="ታካሚው {c} እንዳለበት ታውቋል።|ታካሚው {c} አለበት።|በመግቢያ ጊዜ የተሰጠ ምርመራ፦ {c}።",
-        nli_hypothesis="{x} {rel} ነው።|በዚህ ሁኔታ {x} {rel} ነው።|ስለዚህ {x} {rel} ነው።",
-        nli_neutral="ታካሚው {c}ም አለበት።|በታካሚው ቤተሰብ ውስጥ የ{c} ታሪክ አለ።|ታካሚው ቀደም ሲል ለ{c} ሕክምና ተደርጎለታል።",
+        nli_hypothesis="{x} {rel} ነው።|በዚህ ሁኔታ {x} {rel} ነው።|በመሆኑም {x} {rel} ነው።|ስለዚህ {x} {rel} ነው።",
+        nli_neutral="ታካሚው {c}ም አለበት።|በታካሚው ቤተሰብ ውስጥ የ{c} ታሪክ አለ።|የታካሚው እናት {c} ነበረባት።|ታካሚው ቀደም ሲል ለ{c} ሕክምና ተደርጎለታል።",
+        open_question="{rel} ምንድን ነው?|{rel}ን ይጥቀሱ።|{rel}ን ይግለጹ።",
     ),
 }
 
@@ -451,7 +470,10 @@ def _finish(text: str, language: str) -> str:
 
 
 def template_ids(n: int, split: str) -> tuple[int, ...]:
-    """Indices of an ``n``-long template list usable in ``split``: the last one is test-only."""
+    """Indices of an ``n``-long template list usable in ``split``: the last one is test-only when
+    that leaves at least two training phrasings; shorter lists serve both splits."""
+    if n < 3:
+        return tuple(range(n))
     return (n - 1,) if split == "test" else tuple(range(n - 1))
 
 
@@ -464,7 +486,8 @@ def template_ids(n: int, split: str) -> tuple[int, ...]:
 class MiniConfig:
     """Sizes per (language, family): train = len(FACTS) * train_variants for high-resource
     languages and ``round(low_resource_fraction *`` that ``)`` for low-resource ones; test =
-    len(FACTS) * test_variants for every language (balanced, for fair evaluation)."""
+    len(FACTS) * test_variants for every language (balanced, for fair evaluation). open_qa has
+    ``items_per_fact`` instead of the variants (2 train, 1 test)."""
 
     seed: int = 0
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
@@ -531,6 +554,8 @@ def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: Min
         candidate = fact.answer if label == "entailment" else rng.choice(others)
         templates["nli_hypothesis"] = pick(len(lt.nli_hypothesis))
         return _Spec(fact, k, label, templates, candidate=candidate)
+    if family == "open_qa":  # item k asks with the k-th phrasing of the split
+        return _Spec(fact, k, fact.answer, {"open_question": template_ids(len(lt.open_question), split)[k]})
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -546,9 +571,13 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
     t = spec.templates
     options: dict[str, str] = {}
     context = None
+    answer = spec.label
     if family == "mcqa":
         question = fin(_fill(lt.mcqa[t["mcqa"]], rel=rel_c))
         options = {OPTION_LETTERS[i]: term(o) for i, o in enumerate(spec.options)}
+    elif family == "open_qa":
+        question = fin(_fill(lt.open_question[t["open_question"]], rel=rel_c))
+        answer = term(fact.answer)
     elif family == "yes_no_maybe":
         question = fin(_fill(lt.ynm_question[t["ynm_question"]], x=term(spec.candidate), rel=rel_patient))
         if "ynm_diagnosed" in t:
@@ -572,7 +601,7 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
         split=split,
         task=family,
         question=question,
-        answer=spec.label,
+        answer=answer,
         options=options,
         context=context,
         explanation=explanation,
@@ -587,8 +616,16 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
     )
 
 
+def items_per_fact(family: str, split: str, cfg: MiniConfig) -> int:
+    """Source items per fact: the configured variants, except open_qa, which has one item per
+    phrasing of the split (nothing else varies in an open question)."""
+    if family == "open_qa":
+        return len(template_ids(len(TEMPLATES["en"].open_question), split))
+    return cfg.train_variants if split == "train" else cfg.test_variants
+
+
 def _source_items(family: str, split: str, cfg: MiniConfig) -> list[tuple[str, _Spec]]:
-    variants = cfg.train_variants if split == "train" else cfg.test_variants
+    variants = items_per_fact(family, split, cfg)
     out = []
     for fi, fact in enumerate(FACTS):
         for k in range(variants):
