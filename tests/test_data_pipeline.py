@@ -72,6 +72,29 @@ def test_prompt_format_per_family(tok):
         prompts.answer_target(dataclasses.replace(recs["nli"], answer="yes"))
 
 
+def test_option_text_answer_format(tok):
+    """mcqa_answer="option_text": the instruction asks for the option's text, the trained target
+    is that text, the scored choices are the option texts, and the label stays the letter."""
+    mc = next(r for r in _sample_records() if r.task == "mcqa" and r.language == "zh")
+    nli = next(r for r in _sample_records() if r.task == "nli")
+    fmt = PromptConfig(mcqa_answer="option_text")
+    text = pipeline.render_prompt(mc, tok, fmt)
+    assert prompts.DEFAULT_INSTRUCTIONS["mcqa_option_text"] in text
+    assert prompts.DEFAULT_INSTRUCTIONS["mcqa"] not in text
+    ex = pipeline.format_example(mc, tok, prompt_config=fmt)
+    assert ex.target == mc.options[mc.answer] != mc.answer
+    f = pipeline.example_features(ex, language_id=0)
+    assert tok.decode(f["targets"][f["loss_mask"] == 1]) == mc.options[mc.answer] + EOT
+    letters = prompts.choice_labels(mc)
+    assert prompts.answer_choices(mc, fmt) == tuple(mc.options[l] for l in letters)
+    assert letters[prompts.answer_choices(mc, fmt).index(ex.target)] == prompts.gold_label(mc) == mc.answer
+    # Other families are unaffected.
+    assert prompts.answer_target(nli, fmt) == prompts.answer_target(nli) == prompts.gold_label(nli)
+    assert prompts.answer_choices(nli, fmt) == prompts.choice_labels(nli) == ("entailment", "neutral", "contradiction")
+    with pytest.raises(ValueError, match="mcqa_answer"):
+        PromptConfig(mcqa_answer="text")
+
+
 def test_loss_mask_covers_exactly_the_answer_tokens(tok):
     for r in _sample_records():
         ex = pipeline.format_example(r, tok)

@@ -25,8 +25,9 @@ from openai_stub import StubServer  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LANGS = ("en", "zh", "sw", "am")
-TEST = mini.generate(mini.MiniConfig(), "test")
-TRAIN = mini.generate(mini.MiniConfig(), "train")
+CLOSED = ("mcqa", "yes_no_maybe", "nli")  # the closed-form families (open_qa has its own test)
+TEST = [r for r in mini.generate(mini.MiniConfig(), "test") if r.task in CLOSED]
+TRAIN = [r for r in mini.generate(mini.MiniConfig(), "train") if r.task in CLOSED]
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +67,12 @@ def _pick(records, per_cell: int, langs=LANGS):
     return out
 
 
-def _torch_choice_logprobs(hf, tok, record) -> np.ndarray:
+def _torch_choice_logprobs(hf, tok, record, fmt: PromptConfig = PromptConfig()) -> np.ndarray:
     """Independent reference: the chat template applied here, one torch forward per choice."""
-    text = tok.apply_chat_template(prompts.build_messages(record), tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(prompts.build_messages(record, fmt), tokenize=False, add_generation_prompt=True)
     p = tok.encode(text, add_special_tokens=False)
     out = []
-    for choice in answer_choices(record):
+    for choice in answer_choices(record, fmt):
         c = tok.encode(choice, add_special_tokens=False)
         with torch.no_grad():
             logp = torch.log_softmax(hf(torch.tensor([p + c])).logits[0].double(), dim=-1)
@@ -100,6 +101,24 @@ def test_loglik_matches_torch(tiny_ckpt, tiny_model):
             assert p.predicted == answer_choices(r)[int(np.argmax(ref))]
             margins.append(True)
     assert len(margins) >= len(records) - 2
+
+
+def test_option_text_scoring_matches_torch_and_predicts_letters(tiny_ckpt, tiny_model):
+    """mcqa_answer="option_text": each option's TEXT is scored after the option-text prompt,
+    and the prediction is the letter of the best one."""
+    _, hf = tiny_ckpt
+    model, tok = tiny_model
+    fmt = PromptConfig(mcqa_answer="option_text")
+    records = [r for r in _pick(TEST, 2) if r.task == "mcqa"]
+    assert records and any(len(tok.encode(c, add_special_tokens=False)) > 1
+                           for r in records for c in answer_choices(r, fmt))
+    ours = scoring.choice_logprobs(model, tok, records, prompt_config=fmt, batch_size=8)
+    preds = scoring.predict(model, tok, records, mode="loglik", prompt_config=fmt, batch_size=8)
+    for r, s, p in zip(records, ours, preds):
+        ref = _torch_choice_logprobs(hf, tok, r, fmt)
+        np.testing.assert_allclose(s, ref, atol=2e-4, rtol=1e-5)
+        assert p.predicted == prompts.choice_labels(r)[int(np.argmax(s))] and p.predicted in r.options
+        assert scoring.is_correct(r, p) == (p.predicted == r.answer)
 
 
 def test_generate_mode_parses_its_own_text(tiny_model):
@@ -180,6 +199,7 @@ def _bench_config(out_dir, ckpt, base_url):
     c.bootstrap_resamples = 200
     c.data.languages = LANGS
     c.data.max_per_cell = 5
+    c.data.datasets = tuple(mini.dataset_name(f) for f in CLOSED)
     c.models.tiny = bench_config.model_spec(str(ckpt), dtype="float32", param_dtype="float32")
     c.models.scripted = bench_config.model_spec("api:scripted-1", base_url=base_url, max_concurrency=4,
                                                 backoff_s=0.01)

@@ -123,7 +123,7 @@ def format_example(record: Record, tokenizer: Any, *, prompt_config: PromptConfi
     one prompt token is kept so the first completion token still has a position predicting it)
     and, only if the completion alone is too long, the completion is cut from the right."""
     prompt = render_prompt(record, tokenizer, prompt_config)
-    target = prompts.answer_target(record)
+    target = prompts.answer_target(record, prompt_config)
     prompt_ids = np.asarray(tokenizer.encode(prompt, add_special_tokens=False), np.int32)
     completion_ids = np.asarray(
         list(tokenizer.encode(target, add_special_tokens=False)) + [end_of_turn_id(tokenizer, end_of_turn)], np.int32)

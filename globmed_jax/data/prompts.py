@@ -3,6 +3,17 @@
 Training (SFT formatting) and evaluation build prompts here, so both see exactly the same text.
 Instructions are English by default (as in the paper's public prompts); ``PromptConfig`` replaces
 them, the field labels or the system prompt.
+
+Multiple-choice items have two answer formats (``PromptConfig.mcqa_answer``):
+
+* ``"letter"`` (default; the paper's protocol): the model replies with the option letter;
+* ``"option_text"``: it replies with the text of the correct option, and ranking scores each
+  option's text. This is the "cloze formulation" that evaluation suites use for small models
+  (OLMES, Gu et al. 2024; lm-eval-harness's ARC/HellaSwag tasks): a model too small to have
+  learnt to point from an answer back to its letter can still show what it knows. The
+  predicted label stays the letter either way (``choice_labels``). Its instruction has the key
+  ``mcqa_option_text``; the translated instruction tables have no such entry yet, so it stays
+  English there.
 """
 
 from __future__ import annotations
@@ -12,8 +23,11 @@ from typing import Mapping
 
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, TASKS, YES_NO_MAYBE, Record
 
+MCQA_ANSWER_FORMATS = ("letter", "option_text")
+
 DEFAULT_INSTRUCTIONS: Mapping[str, str] = {
     "mcqa": "Answer the following multiple-choice medical question. Reply with the letter of the correct option only.",
+    "mcqa_option_text": "Answer the following multiple-choice medical question. Reply with the text of the correct option only.",
     "yes_no_maybe": "Answer the following medical question with yes, no or maybe only.",
     "nli": "Decide whether the hypothesis follows from the premise. Reply with entailment, neutral or contradiction only.",
     "open_qa": "Answer the following medical question concisely.",
@@ -32,15 +46,22 @@ DEFAULT_LABELS: Mapping[str, str] = {
 class PromptConfig:
     """``instructions`` / ``labels`` are (key, text) pairs overriding the English defaults (tuples
     keep the config hashable); ``system_prompt`` adds a system turn; ``enable_thinking`` is passed
-    to chat templates that understand it (Qwen3 renders an empty think block when False)."""
+    to chat templates that understand it (Qwen3 renders an empty think block when False);
+    ``mcqa_answer`` is one of ``MCQA_ANSWER_FORMATS`` (see the module docstring)."""
 
     system_prompt: str | None = None
     instructions: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     enable_thinking: bool | None = None
+    mcqa_answer: str = "letter"
+
+    def __post_init__(self):
+        if self.mcqa_answer not in MCQA_ANSWER_FORMATS:
+            raise ValueError(f"mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {self.mcqa_answer!r}")
 
     def instruction(self, task: str) -> str:
-        return dict(self.instructions).get(task, DEFAULT_INSTRUCTIONS[task])
+        key = "mcqa_option_text" if task == "mcqa" and self.mcqa_answer == "option_text" else task
+        return dict(self.instructions).get(key, DEFAULT_INSTRUCTIONS[key])
 
     def label(self, key: str) -> str:
         return dict(self.labels).get(key, DEFAULT_LABELS[key])
@@ -84,8 +105,9 @@ def build_messages(record: Record, config: PromptConfig = PromptConfig()) -> lis
     return messages
 
 
-def answer_target(record: Record) -> str:
-    """What the model must reply: the letter (mcqa), yes/no/maybe, the NLI label, or the free text.
+def answer_target(record: Record, config: PromptConfig = PromptConfig()) -> str:
+    """What the model must reply: the letter (mcqa; the option's text when ``config.mcqa_answer``
+    is "option_text"), yes/no/maybe, the NLI label, or the free text.
 
     Raises ValueError on an answer that is invalid for its task family, so bad records fail loudly
     at formatting time instead of training on garbage."""
@@ -93,7 +115,7 @@ def answer_target(record: Record) -> str:
     if record.task == "mcqa":
         if answer not in record.options:
             raise ValueError(f"mcqa record {record.id}: answer {answer!r} is not an option letter {sorted(record.options)}")
-        return answer
+        return record.options[answer] if config.mcqa_answer == "option_text" else answer
     if record.task == "yes_no_maybe":
         answer = answer.lower()
         if answer not in YES_NO_MAYBE:
@@ -109,10 +131,25 @@ def answer_target(record: Record) -> str:
     return answer
 
 
-def answer_choices(record: Record) -> tuple[str, ...] | None:
-    """The closed set of valid targets for scoring (None for open_qa)."""
+def gold_label(record: Record) -> str:
+    """The label a prediction is compared with: the option letter (mcqa, whatever the answer
+    format), yes/no/maybe, the NLI label, or the free text."""
+    return answer_target(record)
+
+
+def choice_labels(record: Record) -> tuple[str, ...] | None:
+    """The label each ``answer_choices`` entry stands for, in the same order (None for open_qa)."""
     if record.task == "mcqa":
         return tuple(l for l in OPTION_LETTERS if l in record.options)
+    return answer_choices(record)
+
+
+def answer_choices(record: Record, config: PromptConfig = PromptConfig()) -> tuple[str, ...] | None:
+    """The closed set of valid targets for scoring (None for open_qa): option letters (or their
+    texts when ``config.mcqa_answer`` is "option_text"), yes/no/maybe or the NLI labels."""
+    if record.task == "mcqa":
+        letters = tuple(l for l in OPTION_LETTERS if l in record.options)
+        return tuple(record.options[l] for l in letters) if config.mcqa_answer == "option_text" else letters
     if record.task == "yes_no_maybe":
         return YES_NO_MAYBE
     if record.task == "nli":

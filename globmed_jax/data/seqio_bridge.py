@@ -36,7 +36,7 @@ def _examples(task_name: str, split: str, prompt_config: PromptConfig) -> dict[s
     columns: dict[str, list[str]] = {k: [] for k in ("inputs", "targets", *META_KEYS)}
     for r in tasks.get_task(task_name).records(split):
         columns["inputs"].append(prompts.user_message(r, prompt_config))
-        columns["targets"].append(prompts.answer_target(r))
+        columns["targets"].append(prompts.answer_target(r, prompt_config))
         for k in META_KEYS:
             columns[k].append(getattr(r, k))
     return columns

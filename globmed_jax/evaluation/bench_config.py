@@ -19,11 +19,13 @@ def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
     command that creates a missing local ``path`` (shown in the error).
 
     ``mode``: "" uses the run's mode (API models always generate). ``enable_thinking``: "" leaves
-    the chat template default, "true"/"false" pass it (Qwen3). ``shard``: spread the weights
-    over all local devices when there are several."""
+    the chat template default, "true"/"false" pass it (Qwen3). ``mcqa_answer``: "" uses the run's
+    multiple-choice answer format, "letter" or "option_text" sets it for this model (a model
+    fine-tuned to reply with option texts, like the demo's, is scored that way). ``shard``:
+    spread the weights over all local devices when there are several."""
     spec = ConfigDict(dict(
         path=path, setup=setup, dtype="bfloat16", param_dtype="bfloat16", shard=True, mode="",
-        enable_thinking="", batch_size=0,
+        enable_thinking="", mcqa_answer="", batch_size=0,
         base_url="", api_key_env="", max_concurrency=8, timeout_s=60.0, max_retries=5, backoff_s=1.0,
     ))
     spec.update(overrides)
@@ -38,6 +40,7 @@ def default_config() -> ConfigDict:
     c.num_shots = 0  # k-shot examples from data.shots_split, as earlier chat turns
     c.instruction_language = "en"  # "en" | "native" (the item's language)
     c.system_prompt = ""
+    c.mcqa_answer = "letter"  # "letter" (reply with the option letter) | "option_text" (its text)
     c.batch_size = 32
     c.max_new_tokens = 16  # closed-form answers (generate mode, API models)
     c.open_qa_max_new_tokens = 128  # free-text answers

@@ -14,6 +14,7 @@ Explicit entries of the caller's ``PromptConfig`` always win over the table.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from typing import Any, Mapping, Sequence
@@ -133,8 +134,8 @@ def localized_config(base: PromptConfig, language: str) -> PromptConfig:
     instructions.update(dict(base.instructions))
     labels = dict(LABELS[language])
     labels.update(dict(base.labels))
-    return PromptConfig(system_prompt=base.system_prompt, instructions=tuple(sorted(instructions.items())),
-                        labels=tuple(sorted(labels.items())), enable_thinking=base.enable_thinking)
+    return dataclasses.replace(base, instructions=tuple(sorted(instructions.items())),
+                               labels=tuple(sorted(labels.items())))
 
 
 def config_for(record: Record, base: PromptConfig, instruction_language: str) -> PromptConfig:
@@ -167,7 +168,7 @@ def build_messages(record: Record, config: PromptConfig = PromptConfig(),
         messages.append({"role": "system", "content": config.system_prompt})
     for shot in shots:
         messages.append({"role": "user", "content": prompts.user_message(shot, config)})
-        messages.append({"role": "assistant", "content": prompts.answer_target(shot)})
+        messages.append({"role": "assistant", "content": prompts.answer_target(shot, config)})
     messages.append({"role": "user", "content": prompts.user_message(record, config)})
     return messages
 

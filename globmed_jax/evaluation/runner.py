@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from globmed_jax.data.prompts import PromptConfig, answer_target
+from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, metrics, prompting
 from globmed_jax.evaluation.api_client import APIConfig, ChatClient
@@ -96,7 +96,8 @@ def group_cells(records: Iterable[Record], max_per_cell: int = 0) -> dict[tuple[
 
 def _prompt_config(config: Any, spec: Any) -> PromptConfig:
     thinking = {"": None, "true": True, "false": False}[str(spec.enable_thinking).lower()]
-    return PromptConfig(system_prompt=config.system_prompt or None, enable_thinking=thinking)
+    return PromptConfig(system_prompt=config.system_prompt or None, enable_thinking=thinking,
+                        mcqa_answer=spec.mcqa_answer or config.mcqa_answer)
 
 
 def is_api(spec: Any) -> bool:
@@ -247,7 +248,7 @@ def cell_row(model: str, records: Sequence[Record], preds: Sequence[Prediction],
 
             row["judge_score"] = _finite(mean_score(judge_scores))
     else:
-        correct = [p.predicted is not None and p.predicted == answer_target(r) for r, p in zip(records, preds)]
+        correct = [p.predicted is not None and p.predicted == gold_label(r) for r, p in zip(records, preds)]
         lo, hi = metrics.bootstrap_ci(correct, num_resamples=resamples, seed=seed)
         row.update(accuracy=metrics.accuracy(correct), ci_low=lo, ci_high=hi)
     row.update(parse_failure_rate=float(np.mean([p.parse_failed for p in preds])), seconds=round(seconds, 3),
@@ -258,7 +259,7 @@ def cell_row(model: str, records: Sequence[Record], preds: Sequence[Prediction],
 def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Prediction]) -> list[dict[str, Any]]:
     out = []
     for r, p in zip(records, preds):
-        gold = answer_target(r)
+        gold = gold_label(r)
         out.append({"model": model, "dataset": r.dataset, "language": r.language, "task": r.task,
                     "record_id": r.id, "source_id": r.source_id, "gold": gold, "predicted": p.predicted,
                     "correct": None if r.task == "open_qa" else p.predicted == gold,

@@ -1,14 +1,17 @@
 """Predict answers for Records with a local model: log-likelihood ranking or greedy generation.
 
-``loglik`` (closed-form tasks): every valid choice (``answer_choices``: option letters, yes/no/
-maybe, NLI labels) is scored by the SUMMED log-probability of its token ids appended to the
-prompt ids (``tokenizer.encode(choice)``, exactly how training appends the target); the argmax
-is the prediction, so nothing is parsed and ``parse_failed`` is always False. When every
+``loglik`` (closed-form tasks): every valid choice (``answer_choices``: option letters, or the
+option texts with ``PromptConfig(mcqa_answer="option_text")``; yes/no/maybe; NLI labels) is
+scored by the SUMMED log-probability of its token ids appended to the prompt ids
+(``tokenizer.encode(choice)``, exactly how training appends the target); the label of the argmax
+(``choice_labels``: the letter for mcqa) is the prediction, so nothing is parsed and
+``parse_failed`` is always False. When every
 choice of a record is a single token, that sum is the next-token log-prob after the prompt and
 one prefill per record suffices (``decode.score_options``); otherwise the prompt is prefilled
 once into a KV cache and every choice runs only its own few tokens against it (shared prefix),
-and only the choice positions are projected to the vocabulary. No length normalization:
-choices of one family are a few tokens each.
+and only the choice positions are projected to the vocabulary. No length normalization: a
+model trained on the targets gives each its full likelihood (measured on the demo model:
+per-token averaging of option texts was no better).
 
 ``generate``: greedy decoding (``decode.greedy_generate``), stopping at the tokenizer's EOS or
 an end-of-turn token (``END_TOKENS``: ``<|im_end|>``, Llama 3's ``<|eot_id|>``, ...); the text
@@ -31,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 from globmed_jax import decode
-from globmed_jax.data.prompts import PromptConfig, answer_choices, answer_target
+from globmed_jax.data.prompts import PromptConfig, answer_choices, choice_labels, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, prompting
 from globmed_jax.sharding import logical_to_spec
@@ -175,7 +178,7 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
         prompts = prompt_ids(tokenizer, records, prompt_config=prompt_config)
     choices = []
     for r in records:
-        cs = answer_choices(r)
+        cs = answer_choices(r, prompt_config)
         if cs is None:
             raise ValueError(f"record {r.id}: task {r.task!r} has no closed answer set to score")
         choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
@@ -233,9 +236,9 @@ def predict(model, tokenizer: Any, records: Sequence[Record], *, mode: str = "lo
     ranked = [i for i, r in enumerate(records) if mode == "loglik" and answer_choices(r) is not None]
     if ranked:
         scores = choice_logprobs(model, tokenizer, [records[i] for i in ranked], prompts=[ids[i] for i in ranked],
-                                 batch_size=batch_size, progress=progress)
+                                 prompt_config=prompt_config, batch_size=batch_size, progress=progress)
         for i, s in zip(ranked, scores):
-            preds[i] = Prediction(records[i].id, answer_choices(records[i])[int(np.argmax(s))], False, None)
+            preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None)
     gen = [i for i in range(len(records)) if preds[i] is None]
     if gen:
         outs = decode.greedy_generate(model, [ids[i] for i in gen], max_new_tokens=max_new_tokens,
@@ -253,13 +256,13 @@ def predict(model, tokenizer: Any, records: Sequence[Record], *, mode: str = "lo
 
 def is_correct(record: Record, prediction: Prediction) -> bool:
     """Closed-form tasks only: the prediction equals the gold target (parse failures are wrong)."""
-    return prediction.predicted is not None and prediction.predicted == answer_target(record)
+    return prediction.predicted is not None and prediction.predicted == gold_label(record)
 
 
 def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> dict[str, float]:
-    """Flat metrics: ``accuracy`` and ``accuracy_<lang>`` over closed-form records,
-    ``parse_failure_rate`` over all records, ``num_examples``; open_qa adds ``chrf`` and
-    ``rouge_l`` (0-100) when present."""
+    """Flat metrics: ``accuracy``, ``accuracy_<lang>`` and ``accuracy/<task>/<lang>`` over
+    closed-form records, ``parse_failure_rate`` over all records, ``num_examples``; open_qa adds
+    ``chrf`` and ``rouge_l`` (0-100) when present."""
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
     out: dict[str, float] = {"num_examples": float(len(records))}
@@ -268,10 +271,14 @@ def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> d
         correct = [is_correct(r, p) for r, p in closed]
         out["accuracy"] = float(np.mean(correct))
         by_lang: dict[str, list[bool]] = defaultdict(list)
+        by_task_lang: dict[tuple[str, str], list[bool]] = defaultdict(list)
         for (r, _), c in zip(closed, correct):
             by_lang[r.language].append(c)
+            by_task_lang[(r.task, r.language)].append(c)
         for lang in sorted(by_lang):
             out[f"accuracy_{lang}"] = float(np.mean(by_lang[lang]))
+        for (task, lang), cs in sorted(by_task_lang.items()):
+            out[f"accuracy/{task}/{lang}"] = float(np.mean(cs))
     out["parse_failure_rate"] = float(np.mean([p.parse_failed for p in predictions])) if predictions else 0.0
     open_pairs = [(r, p) for r, p in zip(records, predictions) if r.task == "open_qa"]
     if open_pairs:

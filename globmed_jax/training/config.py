@@ -9,6 +9,7 @@ import math
 import ml_collections
 
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, LANGUAGES
+from globmed_jax.data.prompts import MCQA_ANSWER_FORMATS
 from globmed_jax.models.config import LORA_TARGETS, REMAT_POLICIES, ModelConfig, PRESETS
 
 
@@ -52,6 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.jsonl_dir = ""  # normalized GlobMed JSONL (data_pipelines.build output) for real runs
     c.data.temperature = 1.0  # mixture temperature for data.jsonl_dir (mT5: n ** (1/T))
     c.data.mini_train_variants = 6  # GlobMed-mini: training items per fact and language
+    c.data.mcqa_answer = "letter"  # multiple choice: reply with the "letter" or the "option_text"
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
@@ -134,6 +136,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     for key in ("steps", "global_batch_size", "microbatches"):
         if t[key] <= 0:
             raise ConfigError(f"train.{key} must be positive, got {t[key]}")
+    if d.mcqa_answer not in MCQA_ANSWER_FORMATS:
+        raise ConfigError(f"data.mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {d.mcqa_answer!r}")
     if d.seq_len <= 0:
         raise ConfigError(f"data.seq_len must be positive, got {d.seq_len}")
 

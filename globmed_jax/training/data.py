@@ -70,7 +70,13 @@ def pipeline_config(config: ml_collections.ConfigDict, process_count: int) -> Pi
         languages=tuple(config.data.languages),
         packing=config.data.packing,
         num_packing_bins=config.data.num_packing_bins or None,
+        prompt=prompt_config(config),
     )
+
+
+def prompt_config(config: ml_collections.ConfigDict) -> prompts.PromptConfig:
+    """The prompt format training uses (and the held-out evaluation must use as well)."""
+    return prompts.PromptConfig(mcqa_answer=config.data.mcqa_answer)
 
 
 def globmed_iterator(config: ml_collections.ConfigDict, tokenizer: Any, process_index: int,
@@ -82,7 +88,8 @@ def globmed_iterator(config: ml_collections.ConfigDict, tokenizer: Any, process_
 def corpus_texts(config: ml_collections.ConfigDict) -> Iterator[str]:
     """Every prompt and answer text of the mixture's training records (for training a BPE)."""
     mixture = tasks.get_mixture(register_mixture(config))
+    fmt = prompt_config(config)
     for name in mixture.task_names:
         for record in tasks.get_task(name).records("train"):
-            yield prompts.user_message(record)
-            yield prompts.answer_target(record)
+            yield prompts.user_message(record, fmt)
+            yield prompts.answer_target(record, fmt)

@@ -45,10 +45,13 @@ def hash_index(text: str) -> int:
 
 
 def chance_accuracy(records: list[Record]) -> dict[str, float]:
+    """Expected accuracy of uniform guessing, per ``<lang>`` and per ``<task>/<lang>``."""
     sums: dict[str, list[float]] = {}
     for r in records:
-        sums.setdefault(r.language, []).append(1.0 / len(prompts.answer_choices(r)))
-    return {lang: sum(v) / len(v) for lang, v in sums.items()}
+        p = 1.0 / len(prompts.answer_choices(r))
+        sums.setdefault(r.language, []).append(p)
+        sums.setdefault(f"{r.task}/{r.language}", []).append(p)
+    return {key: sum(v) / len(v) for key, v in sums.items()}
 
 
 def make_eval_fn(config: ml_collections.ConfigDict):
@@ -60,7 +63,8 @@ def make_eval_fn(config: ml_collections.ConfigDict):
         from globmed_jax.evaluation.scoring import evaluate_records
 
         log.info("evaluating %d held-out items at step %d", len(records), step)
-        return evaluate_records(model, tokenizer, records, mode="loglik", batch_size=config.eval.batch_size)
+        return evaluate_records(model, tokenizer, records, mode="loglik", batch_size=config.eval.batch_size,
+                                prompt_config=train_data.prompt_config(config))
 
     return eval_fn, records
 
