@@ -75,6 +75,15 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
     assert {f"accuracy_{lang}" for lang in languages} <= set(summary["eval"])
     report = (run / "report.md").read_text()
     assert all(f"| {lang} |" in report for lang in languages)
+    # Per task family too: a column each, matching the logged metrics.
+    families = sorted({k.split("/")[1] for k in summary["eval"] if k.startswith("accuracy/")})
+    assert families and f"| language | resource | " in report
+    header = next(line for line in report.splitlines() if line.startswith("| language"))
+    assert set(families) <= {c.strip() for c in header.split("|")}
+    en_row = next(line for line in report.splitlines() if line.startswith("| en |"))
+    fam = next(f for f in families if f"accuracy/{f}/en" in summary["eval"])
+    cells = [c.strip() for c in en_row.split("|")]
+    assert cells[[c.strip() for c in header.split("|")].index(fam)] == f"{summary['eval'][f'accuracy/{fam}/en']:.3f}"
     assert (run / "accuracy_by_language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 

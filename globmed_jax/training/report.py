@@ -1,4 +1,5 @@
-"""The run report: per-language accuracy table (Markdown) and bar chart (PNG)."""
+"""The run report: held-out accuracy per language and per task family (Markdown table) and a
+bar chart of both (PNG)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,68 @@ from typing import Mapping, Sequence
 from globmed_jax.data.languages import get_language
 
 
+def task_families(metrics: Mapping[str, float]) -> list[str]:
+    """The task families that ``accuracy/<task>/<lang>`` entries exist for, in first-seen order."""
+    out: list[str] = []
+    for key in metrics:
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "accuracy" and parts[1] not in out:
+            out.append(parts[1])
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def write_report(run_dir: Path, metrics: Mapping[str, float], languages: Sequence[str],
                  chance: Mapping[str, float], title: str) -> tuple[Path, Path]:
-    """``metrics`` holds ``accuracy_<lang>`` entries; ``chance`` the chance accuracy per language."""
+    """``metrics`` holds ``accuracy_<lang>`` and optionally ``accuracy/<task>/<lang>`` entries
+    (``scoring.summarize``); ``chance`` the chance accuracy per language and, under
+    ``<task>/<lang>`` keys, per task family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(lang, metrics.get(f"accuracy_{lang}"), chance.get(lang)) for lang in languages]
-    lines = [f"# {title}", "", "| language | resource | accuracy | chance |", "|---|---|---|---|"]
-    for lang, acc, base in rows:
+    tasks = task_families(metrics)
+    header = ["language", "resource", *tasks, "all", "chance"]
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for lang in languages:
         level = "low" if get_language(lang).low_resource else "high"
-        acc_s = "n/a" if acc is None else f"{acc:.3f}"
-        base_s = "n/a" if base is None else f"{base:.3f}"
-        lines.append(f"| {lang} | {level} | {acc_s} | {base_s} |")
+        cells = [_fmt(metrics.get(f"accuracy/{t}/{lang}")) for t in tasks]
+        lines.append(f"| {lang} | {level} | " + " | ".join(cells + [_fmt(metrics.get(f"accuracy_{lang}")),
+                                                                   _fmt(chance.get(lang))]) + " |")
+    if tasks:
+        first = next((lang for lang in languages if f"{tasks[0]}/{lang}" in chance), None)
+        chance_cells = [_fmt(chance.get(f"{t}/{first}")) if first else "n/a" for t in tasks]
+        lines.append("| chance | | " + " | ".join(chance_cells) + " | | |")
     if "accuracy" in metrics:
         lines += ["", f"Overall accuracy: {metrics['accuracy']:.3f}"]
     table = run_dir / "report.md"
     table.write_text("\n".join(lines) + "\n")
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 3.5))
-    colors = ["tab:orange" if get_language(lang).low_resource else "tab:blue" for lang, _, _ in rows]
-    ax.bar([r[0] for r in rows], [r[1] or 0.0 for r in rows], color=colors)
-    ax.plot([r[0] for r in rows], [r[2] or 0.0 for r in rows], "k--", label="chance")
+    panels = 2 if tasks else 1
+    fig, axes = plt.subplots(1, panels, figsize=(max(6, 0.6 * len(languages)) * panels, 3.5), squeeze=False)
+    ax = axes[0][0]
+    colors = ["tab:orange" if get_language(lang).low_resource else "tab:blue" for lang in languages]
+    ax.bar(list(languages), [metrics.get(f"accuracy_{lang}") or 0.0 for lang in languages], color=colors)
+    ax.plot(list(languages), [chance.get(lang) or 0.0 for lang in languages], "k--", label="chance")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.set_title(title + " (orange: low-resource)")
+    ax.set_title(title + " (orange: low-resource)", fontsize=9)
     ax.legend(loc="upper right")
+    if tasks:
+        ax = axes[0][1]
+        width = 0.8 / len(tasks)
+        for i, t in enumerate(tasks):
+            xs = [j + (i - (len(tasks) - 1) / 2) * width for j in range(len(languages))]
+            ax.bar(xs, [metrics.get(f"accuracy/{t}/{lang}") or 0.0 for lang in languages], width, label=t)
+            ax.plot(xs, [chance.get(f"{t}/{lang}") or 0.0 for lang in languages], "k_", markersize=6)
+        ax.set_xticks(range(len(languages)), list(languages))
+        ax.set_ylim(0, 1)
+        ax.set_title("per task family (black ticks: chance)", fontsize=9)
+        ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
     plot = run_dir / "accuracy_by_language.png"
     fig.savefig(plot, dpi=120)
