@@ -22,9 +22,10 @@ def get_config():
     c.mode = "loglik"
     c.data.source = "mini"
     c.data.split = "test"
+    c.open_qa_max_new_tokens = 32  # GlobMed-mini's open answers are single terms
     c.models.demo = model_spec(
         "runs/demo/hf_export", setup="python -m globmed_jax.train --config configs/demo.py",
-        dtype="float32", param_dtype="float32")
+        dtype="float32", param_dtype="float32", mcqa_answer="option_text")  # as configs/demo.py trains it
     c.models.smollm2_135m = model_spec(
         "runs/smollm2_135m", setup="python -m globmed_jax.models.gguf_convert --out runs/smollm2_135m",
         dtype="float32", param_dtype="float32")

@@ -19,16 +19,18 @@ def get_config():
     c.tokenizer.kind = "bpe"
     c.tokenizer.vocab_size = 2048
     c.data.mixture = "globmed_mini_upweighted"  # low-resource languages x4
+    # Multiple choice in the cloze formulation: reply with (and rank) the option's TEXT. A 1M-
+    # parameter model does not learn to point from an answer back to its letter in 600 steps
+    # (measured: letters stayed at chance, 0.23, in every language), while it does learn enough
+    # of the facts to rank the option texts above chance.
+    c.data.mcqa_answer = "option_text"
     c.data.seq_len = 256
     c.train.steps = 600
     c.train.global_batch_size = 16
     c.train.peak_lr = 3e-3
     c.train.warmup_steps = 40
     c.train.weight_decay = 0.1
-    # A from-scratch model gets one answer token of signal per example; half-weight next-token
-    # loss on the prompt tokens teaches it the language and the option format (measured: with
-    # answer-only loss it could not even fit the training MCQA items in 28 epochs).
-    c.train.prompt_loss_weight = 0.5
+    c.train.prompt_loss_weight = 0.0  # answers only (measured: 0.5 gave the same overall accuracy)
     c.checkpoint.every_steps = 200
     c.log.every_steps = 10
     c.eval.max_items_per_language = 312  # every held-out item (104 per task)
