@@ -101,6 +101,19 @@ def test_reduced_demo_runs_end_to_end(tmp_path):
         ref = hf(torch.tensor(ids)).logits.numpy()
     np.testing.assert_allclose(np.asarray(ours(ids)), ref, rtol=1e-4, atol=1e-4)
 
+    # The per-label breakdown script reads this run: a row per (task, gold label, resource level)
+    # with the item counts it was asked for.
+    out = subprocess.run([sys.executable, str(REPO / "scripts/label_breakdown.py"), str(run), "--limit", "3"],
+                         env=child_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    cells = {(t.strip(), g.strip(), lv.strip()): (float(a), int(n)) for t, g, lv, a, n in rows[1:]}
+    assert {t for t, _, _ in cells} == {"mcqa", "yes_no_maybe", "nli", "open_qa"}
+    n_high, n_low = 8, 4  # default languages
+    assert sum(n for (t, _, lv), (_, n) in cells.items() if t == "nli" and lv == "high") == 3 * n_high
+    assert sum(n for (t, _, lv), (_, n) in cells.items() if t == "open_qa" and lv == "low") == 3 * n_low
+    assert all(0.0 <= a <= 1.0 for a, _ in cells.values())
+
 
 def test_sigkill_then_rerun_reproduces_the_uninterrupted_losses(tmp_path):
     steps = ["--config.train.steps=9", "--config.checkpoint.every_steps=3", "--config.eval.max_items_per_language=0",
