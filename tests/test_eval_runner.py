@@ -158,6 +158,17 @@ def test_few_shot_and_native_instruction_prompts(tiny_model):
     assert text.count("<|im_start|>user") == 3 and text.count("<|im_start|>assistant") == 3
     assert shots[0].question in text and shots[1].question in text and item.question in text
     assert text.endswith("<|im_start|>assistant\n")
+    # Every language translates every instruction, the option-text one included; with that
+    # format the native k-shot prompt uses it and the shots answer with option texts.
+    for lang, table in prompting.INSTRUCTIONS.items():
+        assert set(table) == set(prompts.DEFAULT_INSTRUCTIONS), lang
+    mc = next(r for r in TEST if r.language == "sw" and r.task == "mcqa")
+    fmt = prompting.config_for(mc, PromptConfig(mcqa_answer="option_text"), "native")
+    assert fmt.mcqa_answer == "option_text"
+    msgs = prompting.build_messages(mc, fmt, prompting.select_shots(mc, TRAIN, 1, seed=0))
+    assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["mcqa_option_text"])
+    shot = prompting.select_shots(mc, TRAIN, 1, seed=0)[0]
+    assert msgs[1]["content"] == shot.options[shot.answer]
     # Explicit instructions of the caller win over the table.
     own = PromptConfig(instructions=(("yes_no_maybe", "Custom."),))
     assert prompting.config_for(item, own, "native").instruction("yes_no_maybe") == "Custom."

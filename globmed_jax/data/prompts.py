@@ -12,8 +12,7 @@ Multiple-choice items have two answer formats (``PromptConfig.mcqa_answer``):
   (OLMES, Gu et al. 2024; lm-eval-harness's ARC/HellaSwag tasks): a model too small to have
   learnt to point from an answer back to its letter can still show what it knows. The
   predicted label stays the letter either way (``choice_labels``). Its instruction has the key
-  ``mcqa_option_text``; the translated instruction tables have no such entry yet, so it stays
-  English there.
+  ``mcqa_option_text``.
 """
 
 from __future__ import annotations
