@@ -25,8 +25,9 @@ Design, so that a tiny model trained on it shows measurable, interpretable effec
   of three or more), so test accuracy measures knowledge of the facts, not memorised phrasings.
   Two-entry lists (the yes/no/maybe clinical notes) are shared by both splits: one training
   phrasing of "a diagnosis was made" cannot teach the concept (measured: a model trained on one
-  misread the held-out French note and answered "maybe" to 97% of the test items). Every test
-  item still differs in text from every training item, through its question or hypothesis.
+  read the held-out French notes the wrong way round, "diagnostic" having appeared only in the
+  no-diagnosis training note, and got 3% of those items right). Every test item still differs
+  in text from every training item, through its question or hypothesis.
 
 ``generate(config, split)`` returns ``list[Record]``; ``write_jsonl(out_dir, config)`` writes the
 ``<out>/<dataset>/<language>/<split>.jsonl`` layout the importers use.
