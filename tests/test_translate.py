@@ -24,7 +24,7 @@ from data_pipelines.translate.__main__ import main as cli_main
 from data_pipelines.translate.placeholders import numbers_in
 from data_pipelines.translate.qc import LanguageIdentifier
 from data_pipelines.translate.records import record_fields
-from data_pipelines.translate.translators import APISettings, APITranslator
+from data_pipelines.translate.translators import APITranslator, api_settings
 from data_pipelines.validate import validate_records
 from globmed_jax.data.schema import OPTION_LETTERS
 
@@ -205,7 +205,7 @@ def _stub_responder(table):
 
 def test_api_translator_via_local_server(tmp_path, langid):
     with StubServer(_stub_responder(h.translation_table())) as server:
-        settings = APISettings(base_url=server.base_url, max_concurrency=4, max_retries=2, backoff_s=0.01)
+        settings = api_settings(base_url=server.base_url, max_concurrency=4, max_retries=2, backoff_s=0.01)
         tr = APITranslator("stub-mt", settings, cache_path=tmp_path / "api.ndjson")
         server.fail_next(2, status=503)  # retried by the client
         res = translate_records(h.SOURCES, tmp_path / "out", tr, _opts(batch_size=8), langid=langid)

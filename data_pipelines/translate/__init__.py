@@ -15,11 +15,11 @@ from data_pipelines.translate.placeholders import Glossary, GlossaryError, Prote
 from data_pipelines.translate.qc import CHECKS, LanguageIdentifier, QCConfig
 from data_pipelines.translate.review import ReviewError, ReviewResult, apply_review, export_review
 from data_pipelines.translate.translators import (
-    APISettings, APITranslator, LocalTranslator, Translator, clean_reply, make_translator, translation_messages)
+    APITranslator, LocalTranslator, Translator, api_settings, clean_reply, make_translator, translation_messages)
 
 __all__ = [
     "TranslationCache", "RunResult", "TranslateOptions", "run", "select_sources", "translate_records", "Glossary",
     "GlossaryError", "Protected", "Protector", "protect", "restore", "CHECKS", "LanguageIdentifier", "QCConfig",
-    "ReviewError", "ReviewResult", "apply_review", "export_review", "APISettings", "APITranslator",
-    "LocalTranslator", "Translator", "clean_reply", "make_translator", "translation_messages",
+    "ReviewError", "ReviewResult", "apply_review", "export_review", "APITranslator",
+    "LocalTranslator", "Translator", "api_settings", "clean_reply", "make_translator", "translation_messages",
 ]

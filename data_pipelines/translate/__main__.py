@@ -125,7 +125,7 @@ def _translate(args: argparse.Namespace, progress: bool | None) -> None:
     from data_pipelines.translate.pipeline import TranslateOptions, run
     from data_pipelines.translate.placeholders import Glossary
     from data_pipelines.translate.qc import QCConfig
-    from data_pipelines.translate.translators import APISettings, make_translator
+    from data_pipelines.translate.translators import api_settings, make_translator
 
     glossary = Glossary.load(args.glossary) if args.glossary else None
     qc = QCConfig(min_chrf=args.min_chrf, min_length_ratio=args.min_length_ratio,
@@ -134,8 +134,8 @@ def _translate(args: argparse.Namespace, progress: bool | None) -> None:
     options = TranslateOptions(languages=args.languages, source_language=args.source_language,
                                batch_size=args.batch_size, limit=args.limit, datasets=args.datasets,
                                splits=args.splits, qc=qc, progress=progress)
-    api = APISettings(base_url=args.api_base_url, api_key_env=args.api_key_env, max_concurrency=args.max_concurrency,
-                      timeout_s=args.timeout, max_retries=args.max_retries)
+    api = api_settings(base_url=args.api_base_url, api_key_env=args.api_key_env, max_concurrency=args.max_concurrency,
+                       timeout_s=args.timeout, max_retries=args.max_retries)
     kwargs = {}
     if args.translator.startswith("local:"):
         kwargs = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype=args.dtype,

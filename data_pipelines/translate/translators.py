@@ -24,6 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 from data_pipelines.translate.placeholders import PLACEHOLDER_RE
 from globmed_jax.data.languages import get_language
+from globmed_jax.evaluation.api_client import APIConfig
 
 log = logging.getLogger(__name__)
 
@@ -159,34 +160,25 @@ class LocalTranslator:
 # ------------------------------------------------------------------------------------ API
 
 
-@dataclasses.dataclass(frozen=True)
-class APISettings:
-    """Endpoint settings of ``api:<model>`` (``api_key_env``: the NAME of the key's variable)."""
-
-    base_url: str = ""
-    api_key_env: str = ""
-    max_concurrency: int = 8
-    timeout_s: float = 60.0
-    max_retries: int = 5
-    backoff_s: float = 1.0
-    max_tokens: int = 1024
+def api_settings(**fields: Any) -> APIConfig:
+    """Endpoint settings for ``api:<model>`` translators: the bench client's ``APIConfig`` with
+    room for long translations (``max_tokens`` 1024); the translator fills in ``model`` and
+    ``cache_path``. ``api_key_env`` is the NAME of the key's variable."""
+    return APIConfig(**{"base_url": "", "model": "", "max_tokens": 1024, **fields})
 
 
 class APITranslator:
     """An OpenAI-compatible chat endpoint through the bench's ``ChatClient``."""
 
-    def __init__(self, model: str, settings: APISettings, *, cache_path: str | pathlib.Path | None = None,
+    def __init__(self, model: str, settings: APIConfig, *, cache_path: str | pathlib.Path | None = None,
                  progress: bool = False, client: Any = None):
-        from globmed_jax.evaluation.api_client import APIConfig, ChatClient
+        from globmed_jax.evaluation.api_client import ChatClient
 
         if client is None:
             if not settings.base_url:
                 raise ValueError(f"api translator {model!r} needs a base URL (--api-base-url)")
-            client = ChatClient(APIConfig(
-                base_url=settings.base_url, model=model, api_key_env=settings.api_key_env,
-                timeout_s=settings.timeout_s, max_retries=settings.max_retries, backoff_s=settings.backoff_s,
-                max_concurrency=settings.max_concurrency, max_tokens=settings.max_tokens,
-                cache_path=str(cache_path) if cache_path else ""))
+            client = ChatClient(dataclasses.replace(settings, model=model,
+                                                    cache_path=str(cache_path) if cache_path else ""))
         self.client = client
         self.name = f"{API_PREFIX}{model}"
         self.progress = progress
@@ -201,7 +193,7 @@ class APITranslator:
         return [clean_reply(r, target) for r in replies]
 
 
-def make_translator(spec: str, *, api: APISettings = APISettings(), cache_dir: str | pathlib.Path | None = None,
+def make_translator(spec: str, *, api: APIConfig | None = None, cache_dir: str | pathlib.Path | None = None,
                     progress: bool | None = False, **local_kwargs: Any) -> Translator:
     """``local:<hf dir>`` or ``api:<model name>`` (``api`` settings; the API's response cache
     goes to ``cache_dir/api_cache.ndjson``)."""
@@ -212,5 +204,5 @@ def make_translator(spec: str, *, api: APISettings = APISettings(), cache_dir: s
         if not model:
             raise ValueError("api translator needs a model name: api:<name>")
         cache = pathlib.Path(cache_dir) / "api_cache.ndjson" if cache_dir else None
-        return APITranslator(model, api, cache_path=cache, progress=bool(progress))
+        return APITranslator(model, api or api_settings(), cache_path=cache, progress=bool(progress))
     raise ValueError(f"translator must be 'local:<hf dir>' or 'api:<name>', got {spec!r}")
