@@ -12,18 +12,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Iterator, Mapping
 
-from data_pipelines.importers.base import (
-    BadRecord,
-    FieldError,
-    ImportOptions,
-    Item,
-    guarded_item,
-    import_split_files,
-    make_record,
-    resolve_language,
-    text,
-)
-from data_pipelines.importers.readers import LineError, load_json_lines, read_csv
+from data_pipelines.importers.base import FieldError, ImportOptions, Item, make_record, resolve_language, text
+from data_pipelines.importers.convert import csv_entries, import_entries, line_entries
 
 DATASET = "bionli"
 LABEL_ALIASES = {
@@ -61,24 +51,11 @@ def nli_record(obj: Mapping[str, Any], *, dataset: str, lang: str, split: str, l
 
 def import_bionli(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    def parse(f: pathlib.Path) -> list[tuple[str, Any]]:
-        if f.suffix.lower() == ".csv":
-            header, rows = read_csv(f, header=True)
-            return [(f"line {n}", dict(zip(header, r))) for n, r in rows]
-        return [(f"line {n}", o) for n, o in load_json_lines(f)]
-
-    yield from import_split_files(path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang, parse=parse,
-                                  convert=lambda file, items, split: _convert(file, items, lang, split))
+    yield from import_entries(
+        path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang,
+        read=lambda f: csv_entries(f) if f.suffix.lower() == ".csv" else line_entries(f),
+        build=lambda obj, idx, split: nli_record(obj, dataset=DATASET, lang=lang, split=split, local=_local_id(obj, idx, split)))
 
 
-def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:
-    ctx = dict(dataset=DATASET, language=lang, split=split)
-    for idx, (loc, obj) in enumerate(items):
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
-        local = str(obj.get("id")) if isinstance(obj, Mapping) and obj.get("id") not in (None, "") else f"{split}:{idx}"
-        yield guarded_item(
-            lambda: nli_record(obj, dataset=DATASET, lang=lang, split=split, local=local),
-            file=file, location=loc, raw=obj, **ctx,
-        )
+def _local_id(obj: Any, idx: int, split: str) -> str:
+    return str(obj.get("id")) if isinstance(obj, Mapping) and obj.get("id") not in (None, "") else f"{split}:{idx}"

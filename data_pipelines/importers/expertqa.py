@@ -15,18 +15,10 @@ import pathlib
 from typing import Any, Iterator, Mapping
 
 from data_pipelines.importers.base import (
-    BadRecord,
-    FieldError,
-    ImportOptions,
-    Item,
-    get_field,
-    guarded_item,
-    import_split_files,
-    make_record,
-    resolve_language,
-    text,
+    FieldError, ImportOptions, Item, get_field, import_split_files, make_record, resolve_language, text,
 )
-from data_pipelines.importers.readers import LineError, load_json_lines
+from data_pipelines.importers.convert import convert_entries
+from data_pipelines.importers.readers import load_json_lines
 
 FIELD_TO_DATASET = {"Healthcare / Medicine": "expertqa_med", "Biology": "expertqa_bio"}
 
@@ -54,27 +46,27 @@ def pick_answer(answers: Any) -> tuple[str, str]:
     raise FieldError(f"answers.{system}", "empty revised_answer_string and answer_string")
 
 
+def _metadata(obj: Any) -> tuple[Mapping[str, Any] | None, Any]:
+    """(``metadata`` object, its ``field``); the field decides the dataset."""
+    meta_in = obj.get("metadata") if isinstance(obj, Mapping) else None
+    return meta_in, meta_in.get("field") if isinstance(meta_in, Mapping) else None
+
+
 def _convert(file: pathlib.Path, lines: list[tuple[int, Any]], lang: str, split: str) -> Iterator[Item]:
-    for lineno, obj in lines:
-        loc = f"line {lineno}"
-        meta_in = obj.get("metadata") if isinstance(obj, Mapping) else None
-        field = meta_in.get("field") if isinstance(meta_in, Mapping) else None
-        dataset = FIELD_TO_DATASET.get(field, "expertqa")
-        ctx = dict(dataset=dataset, language=lang, split=split)
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
+    def context(obj: Any, idx: int) -> dict[str, Any]:
+        return dict(dataset=FIELD_TO_DATASET.get(_metadata(obj)[1], "expertqa"), language=lang, split=split)
+
+    def build(obj: Any, idx: int) -> Any:
+        meta_in, field = _metadata(obj)
         if field not in FIELD_TO_DATASET:
-            yield BadRecord(str(file), loc, "metadata.field", f"out of scope: field {field!r} (kept: {sorted(FIELD_TO_DATASET)})", obj, **ctx)
-            continue
+            raise FieldError("metadata.field", f"out of scope: field {field!r} (kept: {sorted(FIELD_TO_DATASET)})")
+        question = text(get_field(obj, "question"), "question")
+        system, answer = pick_answer(get_field(obj, "answers"))
+        meta = {k: meta_in[k] for k in ("specific_field", "question_type") if meta_in.get(k)}
+        return make_record(
+            dataset=FIELD_TO_DATASET[field], task="open_qa", language=lang, split=split,
+            local_id=f"{file.stem}:{lines[idx][0]}",  # the line number
+            question=question, answer=answer, meta={"system": system, **meta},
+        )
 
-        def build() -> Any:
-            question = text(get_field(obj, "question"), "question")
-            system, answer = pick_answer(get_field(obj, "answers"))
-            meta = {k: meta_in[k] for k in ("specific_field", "question_type") if meta_in.get(k)}
-            return make_record(
-                dataset=dataset, task="open_qa", language=lang, split=split, local_id=f"{file.stem}:{lineno}",
-                question=question, answer=answer, meta={"system": system, **meta},
-            )
-
-        yield guarded_item(build, file=file, location=loc, raw=obj, **ctx)
+    return convert_entries(file, [(f"line {n}", obj) for n, obj in lines], build, context)

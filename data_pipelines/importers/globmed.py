@@ -25,7 +25,6 @@ from data_pipelines.importers.base import (
     Item,
     get_field,
     guarded_file,
-    guarded_item,
     make_record,
     normalize_split,
     resolve_language,
@@ -34,7 +33,7 @@ from data_pipelines.importers.base import (
 from data_pipelines.importers.bionli import nli_record
 from data_pipelines.importers.mcqa import answer_letter, parse_options
 from data_pipelines.importers.medmcqa import cop_to_letter
-from data_pipelines.importers.readers import LineError, load_json_array_or_lines
+from data_pipelines.importers.convert import convert_entries, json_entries
 
 # normalized source name -> (dataset id, task family)
 SOURCES: dict[str, tuple[str, str]] = {
@@ -215,7 +214,7 @@ def import_globmed(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
             yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'task' in the field map", None, **ctx)
             continue
         yield from guarded_file(
-            file, load_json_array_or_lines,
+            file, json_entries,
             lambda items: _convert(file, items, dataset, task, lang, split, fm, opts), **ctx,
         )
 
@@ -227,11 +226,5 @@ def _convert(
     ctx = dict(dataset=dataset, language=lang, split=split)
     default_base = fm.get("cop_base", opts.cop_base if opts.cop_base is not None else 0)
     cop_base = detect_cop_base(items, int(default_base)) if "cop_base" not in fm else int(fm["cop_base"])
-    for index, (loc, obj) in enumerate(items):
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
-        yield guarded_item(
-            lambda: globmed_record(obj, dataset=dataset, task=task, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base),
-            file=file, location=loc, raw=obj, **ctx,
-        )
+    return convert_entries(file, items, lambda obj, index: globmed_record(
+        obj, dataset=dataset, task=task, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base), ctx)

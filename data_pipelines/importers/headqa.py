@@ -19,12 +19,12 @@ from data_pipelines.importers.base import (
     ImportOptions,
     Item,
     get_field,
-    guarded_item,
     import_split_files,
     make_record,
     resolve_language,
     text,
 )
+from data_pipelines.importers.convert import convert_entries
 from data_pipelines.importers.mcqa import options_from_mapping
 from data_pipelines.importers.readers import FileFormatError, load_json, read_text
 
@@ -73,9 +73,8 @@ def _convert(file: pathlib.Path, doc: Any, opts: ImportOptions, split: str) -> I
             yield gold.to_bad_record(**ctx)
             gold = None
         data = exam.get("data", []) if isinstance(exam, Mapping) else []
-        for i, q in enumerate(data):
-            loc = f"exam {exam_key} record {i}"
-            yield guarded_item(lambda: _record(q, exam_key, exam, gold, lang, split), file=file, location=loc, raw=q, **ctx)
+        entries = [(f"exam {exam_key} record {i}", q) for i, q in enumerate(data)]
+        yield from convert_entries(file, entries, lambda q, i: _record(q, exam_key, exam, gold, lang, split), ctx)
 
 
 def _record(q: Any, exam_key: str, exam: Mapping[str, Any], gold: Mapping[str, str] | None, lang: str, split: str) -> Any:

@@ -19,12 +19,12 @@ from data_pipelines.importers.base import (
     FileFormatError,
     ImportOptions,
     Item,
-    guarded_item,
     import_split_files,
     make_record,
     resolve_language,
     squash_ws,
 )
+from data_pipelines.importers.convert import convert_entries
 from data_pipelines.importers.readers import parse_xml
 
 DATASET = "liveqa"
@@ -47,18 +47,18 @@ def _raw(q: ET.Element) -> str:
     return ET.tostring(q, encoding="unicode")[:2000]
 
 
+def _qid(q: ET.Element, i: int, split: str) -> str:
+    return q.get("qid") or f"{split}:{i}"
+
+
 def _convert(file: pathlib.Path, root: ET.Element, lang: str, split: str, qsource: str) -> Iterator[Item]:
     ctx = dict(dataset=DATASET, language=lang, split=split)
     questions = root.findall(".//NLM-QUESTION")
     if not questions:
         yield FileFormatError(file, f"<{root.tag}>", "no <NLM-QUESTION> elements (not a LiveQA file)").to_bad_record(**ctx)
         return
-    for i, q in enumerate(questions):
-        qid = q.get("qid") or f"{split}:{i}"
-        yield guarded_item(
-            lambda: _record(q, qid, lang, split, qsource),
-            file=file, location=f"NLM-QUESTION {qid} (#{i + 1})", raw=_raw(q), **ctx,
-        )
+    entries = [(f"NLM-QUESTION {_qid(q, i, split)} (#{i + 1})", q) for i, q in enumerate(questions)]
+    yield from convert_entries(file, entries, lambda q, i: _record(q, _qid(q, i, split), lang, split, qsource), ctx, shown=_raw)
 
 
 def _record(q: ET.Element, qid: str, lang: str, split: str, qsource: str) -> Any:

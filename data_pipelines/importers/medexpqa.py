@@ -13,22 +13,11 @@ import pathlib
 from typing import Any, Iterator, Mapping
 
 from data_pipelines.importers.base import (
-    BadRecord,
-    FieldError,
-    ImportOptions,
-    Item,
-    file_split,
-    get_field,
-    guarded_file,
-    guarded_item,
-    list_files,
-    make_record,
-    no_split_error,
-    resolve_language,
-    text,
+    FieldError, ImportOptions, Item, file_split, get_field, guarded_file, list_files, make_record, no_split_error,
+    resolve_language, text,
 )
+from data_pipelines.importers.convert import convert_entries, line_entries
 from data_pipelines.importers.mcqa import answer_letter, options_from_mapping
-from data_pipelines.importers.readers import LineError, load_json_lines
 from globmed_jax.data.languages import LANGUAGES
 
 DATASET = "medexpqa"
@@ -47,34 +36,29 @@ def import_medexpqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         if split is None:
             yield no_split_error(file, **ctx)
             continue
-        yield from guarded_file(file, load_json_lines, lambda lines: _convert(file, lines, opts.language, file_lang, split), **ctx)
+
+        def language(obj: Any, forced: str | None = opts.language, file_lang: str | None = file_lang) -> str:
+            """``--language``, else the record's ``lang``, else the file name's, else en."""
+            return resolve_language(str(forced or (obj.get("lang") if isinstance(obj, Mapping) else None) or file_lang or "en"))
+
+        yield from guarded_file(file, line_entries, lambda entries: convert_entries(
+            file, entries, lambda obj, idx: _record(obj, idx, language(obj), split),
+            lambda obj, idx: dict(dataset=DATASET, language=language(obj), split=split)), **ctx)
 
 
-def _convert(file: pathlib.Path, lines: list[tuple[int, Any]], forced: str | None, file_lang: str | None, split: str) -> Iterator[Item]:
-    for idx, (lineno, obj) in enumerate(lines):
-        lang_raw = forced or (obj.get("lang") if isinstance(obj, Mapping) else None) or file_lang or "en"
-        lang = resolve_language(str(lang_raw))
-        ctx = dict(dataset=DATASET, language=lang, split=split)
-        loc = f"line {lineno}"
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
-
-        def build() -> Any:
-            raw_opts = get_field(obj, "options")
-            if not isinstance(raw_opts, Mapping):
-                raise FieldError("options", "expected an object keyed '1'..'5'")
-            options, _ = options_from_mapping(raw_opts)
-            while options and not options[max(options)]:
-                del options[max(options)]  # 4-option exam padded with an empty 5th option
-            correct = get_field(obj, "correct_option")
-            letter = answer_letter(correct, options, fmt="index1", field="correct_option")
-            local = text(obj.get("id"), "id", required=False) or f"{split}:{idx}"
-            meta = {k: obj[k] for k in ("type", "year", "question_id_specific") if obj.get(k) is not None}
-            return make_record(
-                dataset=DATASET, task="mcqa", language=lang, split=split, local_id=local,
-                question=text(get_field(obj, "full_question"), "full_question"), answer=letter,
-                options=options, explanation=text(obj.get("full_answer"), "full_answer", required=False), meta=meta,
-            )
-
-        yield guarded_item(build, file=file, location=loc, raw=obj, **ctx)
+def _record(obj: Any, idx: int, lang: str, split: str) -> Any:
+    raw_opts = get_field(obj, "options")
+    if not isinstance(raw_opts, Mapping):
+        raise FieldError("options", "expected an object keyed '1'..'5'")
+    options, _ = options_from_mapping(raw_opts)
+    while options and not options[max(options)]:
+        del options[max(options)]  # 4-option exam padded with an empty 5th option
+    correct = get_field(obj, "correct_option")
+    letter = answer_letter(correct, options, fmt="index1", field="correct_option")
+    local = text(obj.get("id"), "id", required=False) or f"{split}:{idx}"
+    meta = {k: obj[k] for k in ("type", "year", "question_id_specific") if obj.get(k) is not None}
+    return make_record(
+        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=local,
+        question=text(get_field(obj, "full_question"), "full_question"), answer=letter,
+        options=options, explanation=text(obj.get("full_answer"), "full_answer", required=False), meta=meta,
+    )

@@ -14,33 +14,29 @@ import pathlib
 from typing import Any, Iterator, Mapping
 
 from data_pipelines.importers.base import (
-    BadRecord,
-    FieldError,
-    ImportOptions,
-    Item,
-    get_field,
-    guarded_item,
-    import_split_files,
-    make_record,
-    resolve_language,
-    text,
+    FieldError, ImportOptions, Item, get_field, import_split_files, make_record, resolve_language, text,
 )
+from data_pipelines.importers.convert import convert_entries, csv_entries, line_entries
 from data_pipelines.importers.mcqa import answer_letter, parse_options
-from data_pipelines.importers.readers import LineError, load_json_lines, read_csv
 
 DATASET = "medqa"
+
+
+def _is_csv(file: pathlib.Path) -> bool:
+    return file.suffix.lower() == ".csv"
 
 
 def import_medqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     """Yields MedQA records from ``.jsonl`` and ``.csv`` files under ``path``."""
     lang = resolve_language(opts.language or "en")
-    def is_csv(file: pathlib.Path) -> bool:
-        return file.suffix.lower() == ".csv"
 
-    yield from import_split_files(
-        path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang,
-        parse=lambda f: read_csv(f, header=True) if is_csv(f) else load_json_lines(f),
-        convert=lambda file, parsed, split: (_csv if is_csv(file) else _jsonl)(file, parsed, lang, split))
+    def convert(file: pathlib.Path, entries: list, split: str) -> Iterator[Item]:
+        build = _from_csv if _is_csv(file) else _from_jsonl
+        ctx = dict(dataset=DATASET, language=lang, split=split)
+        return convert_entries(file, entries, lambda obj, idx: build(obj, idx, lang, split), ctx)
+
+    yield from import_split_files(path, (".jsonl", ".csv"), opts, dataset=DATASET, language=lang,
+                                  parse=lambda f: csv_entries(f) if _is_csv(f) else line_entries(f), convert=convert)
 
 
 def _record(
@@ -58,21 +54,13 @@ def _record(
     )
 
 
-def _jsonl(file: pathlib.Path, lines: list[tuple[int, Any]], lang: str, split: str) -> Iterator[Item]:
-    for idx, (lineno, obj) in enumerate(lines):
-        loc = f"line {lineno}"
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, DATASET, lang, split)
-            continue
-        yield guarded_item(
-            lambda: _record(
-                question=get_field(obj, "question"), options=get_field(obj, "options"),
-                answer=get_field(obj, "answer_idx"), answer_text=obj.get("answer"), local=str(idx),
-                lang=lang, split=split, meta={"meta_info": obj.get("meta_info")} if obj.get("meta_info") else {},
-                answer_field="answer_idx", text_field="answer",
-            ),
-            file=file, location=loc, raw=obj, dataset=DATASET, language=lang, split=split,
-        )
+def _from_jsonl(obj: Any, idx: int, lang: str, split: str) -> Any:
+    return _record(
+        question=get_field(obj, "question"), options=get_field(obj, "options"),
+        answer=get_field(obj, "answer_idx"), answer_text=obj.get("answer"), local=str(idx),
+        lang=lang, split=split, meta={"meta_info": obj.get("meta_info")} if obj.get("meta_info") else {},
+        answer_field="answer_idx", text_field="answer",
+    )
 
 
 def _literal_options(s: str) -> dict:
@@ -86,18 +74,11 @@ def _literal_options(s: str) -> dict:
     return value
 
 
-def _csv(file: pathlib.Path, parsed: tuple[list[str] | None, list[tuple[int, list[str]]]], lang: str, split: str) -> Iterator[Item]:
-    header, rows = parsed
-    header = header or []
-    for i, (lineno, row) in enumerate(rows):
-        obj = dict(zip(header, row))
-        local = obj.get("") or str(i)  # pandas index column = original position
-        meta = {k: obj[k] for k in ("meta_info", "sample_id") if obj.get(k)}
-        yield guarded_item(
-            lambda: _record(
-                question=get_field(obj, "question"), options=_literal_options(get_field(obj, "options")),
-                answer=get_field(obj, "correct_answer"), answer_text=obj.get("answer_words"), local=local,
-                lang=lang, split=split, meta=meta, answer_field="correct_answer", text_field="answer_words",
-            ),
-            file=file, location=f"line {lineno}", raw=obj, dataset=DATASET, language=lang, split=split,
-        )
+def _from_csv(obj: dict[str, str], idx: int, lang: str, split: str) -> Any:
+    return _record(
+        question=get_field(obj, "question"), options=_literal_options(get_field(obj, "options")),
+        answer=get_field(obj, "correct_answer"), answer_text=obj.get("answer_words"),
+        local=obj.get("") or str(idx),  # pandas index column = original position
+        lang=lang, split=split, meta={k: obj[k] for k in ("meta_info", "sample_id") if obj.get(k)},
+        answer_field="correct_answer", text_field="answer_words",
+    )

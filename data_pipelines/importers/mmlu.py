@@ -9,20 +9,12 @@ mapped to ``train``; ``val`` -> ``validation``. ``source_id`` is
 from __future__ import annotations
 
 import pathlib
-from typing import Iterator
+from typing import Any, Iterator
 
 from data_pipelines.importers.base import (
-    ImportOptions,
-    Item,
-    guarded_file,
-    guarded_item,
-    list_files,
-    make_record,
-    no_split_error,
-    normalize_split,
-    resolve_language,
-    text,
+    ImportOptions, Item, guarded_file, list_files, make_record, no_split_error, normalize_split, resolve_language, text,
 )
+from data_pipelines.importers.convert import Entry, convert_entries
 from data_pipelines.importers.mcqa import answer_letter
 from data_pipelines.importers.readers import read_csv
 
@@ -41,6 +33,10 @@ def parse_mmlu_name(name: str) -> tuple[str, str | None, str | None]:
     return "_".join(tokens[:i]), tokens[i], lang
 
 
+def _rows(file: pathlib.Path) -> list[Entry]:
+    return [(f"line {n}", row) for n, row in read_csv(file, header=False, ncols=6)[1]]
+
+
 def import_mmlu(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     for file in list_files(path, (".csv",)):
         subject, src_split, file_lang = parse_mmlu_name(file.name)
@@ -50,25 +46,15 @@ def import_mmlu(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         if split is None:
             yield no_split_error(file, **ctx)
             continue
-        yield from guarded_file(
-            file,
-            lambda f: read_csv(f, header=False, ncols=6),
-            lambda parsed: _convert(file, parsed[1], subject, src_split or split, lang, split),
-            **ctx,
-        )
+        build = lambda row, i: _record(row, i, subject, src_split or split, lang, split)  # noqa: E731
+        yield from guarded_file(file, _rows, lambda entries: convert_entries(file, entries, build, ctx), **ctx)
 
 
-def _convert(
-    file: pathlib.Path, rows: list[tuple[int, list[str]]], subject: str, src_split: str, lang: str, split: str
-) -> Iterator[Item]:
-    for i, (lineno, row) in enumerate(rows):
-        def build():
-            options = {letter: text(v, letter, required=False) for letter, v in zip("ABCD", row[1:5])}
-            return make_record(
-                dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{subject}:{src_split}:{i}",
-                question=text(row[0], "question"),
-                answer=answer_letter(row[5], options, fmt="letter", field="answer"),
-                options=options, meta={"subject": subject, "source_split": src_split},
-            )
-
-        yield guarded_item(build, file=file, location=f"line {lineno}", raw=row, dataset=DATASET, language=lang, split=split)
+def _record(row: list[str], i: int, subject: str, src_split: str, lang: str, split: str) -> Any:
+    options = {letter: text(v, letter, required=False) for letter, v in zip("ABCD", row[1:5])}
+    return make_record(
+        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{subject}:{src_split}:{i}",
+        question=text(row[0], "question"),
+        answer=answer_letter(row[5], options, fmt="letter", field="answer"),
+        options=options, meta={"subject": subject, "source_split": src_split},
+    )

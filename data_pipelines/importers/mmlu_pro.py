@@ -11,59 +11,42 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Iterator
 
-from data_pipelines.importers.base import (
-    BadRecord,
-    FieldError,
-    ImportOptions,
-    Item,
-    get_field,
-    guarded_item,
-    import_split_files,
-    make_record,
-    resolve_language,
-    text,
-)
+from data_pipelines.importers.base import FieldError, ImportOptions, Item, get_field, make_record, resolve_language, text
+from data_pipelines.importers.convert import Entry, import_entries, json_entries
 from data_pipelines.importers.mcqa import answer_letter, options_from_list
-from data_pipelines.importers.readers import LineError, load_json_array_or_lines
 
 DATASET = "mmlu_pro"
 KEEP_CATEGORIES = ("health",)
 DROP_FIELDS = ("pred", "model_outputs")
 
 
+def _read(file: pathlib.Path) -> list[Entry]:
+    """Entries without the evaluation-output fields (also in what quarantine keeps)."""
+    return [(loc, {k: v for k, v in obj.items() if k not in DROP_FIELDS} if isinstance(obj, dict) else obj)
+            for loc, obj in json_entries(file)]
+
+
 def import_mmlu_pro(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     lang = resolve_language(opts.language or "en")
-    yield from import_split_files(path, (".json", ".jsonl"), opts, dataset=DATASET, language=lang,
-                                  parse=load_json_array_or_lines, default_split="test",  # a test benchmark
-                                  convert=lambda file, items, split: _convert(file, items, lang, split))
+    yield from import_entries(path, (".json", ".jsonl"), opts, dataset=DATASET, language=lang, read=_read,
+                              build=lambda obj, idx, split: _record(obj, lang, split),
+                              default_split="test")  # a test benchmark
 
 
-def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:
-    ctx = dict(dataset=DATASET, language=lang, split=split)
-    for loc, obj in items:
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
-        if isinstance(obj, dict):
-            obj = {k: v for k, v in obj.items() if k not in DROP_FIELDS}
-            if obj.get("category") not in KEEP_CATEGORIES:
-                yield BadRecord(str(file), loc, "category", f"out of scope: category {obj.get('category')!r} (kept: {KEEP_CATEGORIES})", obj, **ctx)
-                continue
-
-        def build() -> Any:
-            raw_opts = get_field(obj, "options")
-            if not isinstance(raw_opts, list):
-                raise FieldError("options", "expected a list")
-            options = options_from_list(raw_opts)
-            letter = answer_letter(get_field(obj, "answer"), options, fmt="letter")
-            if "answer_index" in obj and answer_letter(obj["answer_index"], options, fmt="index0", field="answer_index") != letter:
-                raise FieldError("answer_index", f"answer_index {obj['answer_index']} disagrees with answer {letter!r}")
-            return make_record(
-                dataset=DATASET, task="mcqa", language=lang, split=split,
-                local_id=text(get_field(obj, "question_id"), "question_id"),
-                question=text(get_field(obj, "question"), "question"), answer=letter, options=options,
-                explanation=text(obj.get("cot_content"), "cot_content", required=False),
-                meta={k: obj[k] for k in ("category", "src") if obj.get(k)},
-            )
-
-        yield guarded_item(build, file=file, location=loc, raw=obj, **ctx)
+def _record(obj: Any, lang: str, split: str) -> Any:
+    if isinstance(obj, dict) and obj.get("category") not in KEEP_CATEGORIES:
+        raise FieldError("category", f"out of scope: category {obj.get('category')!r} (kept: {KEEP_CATEGORIES})")
+    raw_opts = get_field(obj, "options")
+    if not isinstance(raw_opts, list):
+        raise FieldError("options", "expected a list")
+    options = options_from_list(raw_opts)
+    letter = answer_letter(get_field(obj, "answer"), options, fmt="letter")
+    if "answer_index" in obj and answer_letter(obj["answer_index"], options, fmt="index0", field="answer_index") != letter:
+        raise FieldError("answer_index", f"answer_index {obj['answer_index']} disagrees with answer {letter!r}")
+    return make_record(
+        dataset=DATASET, task="mcqa", language=lang, split=split,
+        local_id=text(get_field(obj, "question_id"), "question_id"),
+        question=text(get_field(obj, "question"), "question"), answer=letter, options=options,
+        explanation=text(obj.get("cot_content"), "cot_content", required=False),
+        meta={k: obj[k] for k in ("category", "src") if obj.get(k)},
+    )

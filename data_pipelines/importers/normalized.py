@@ -6,8 +6,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Iterator
 
-from data_pipelines.importers.base import BadRecord, FieldError, ImportOptions, Item, guarded_file, guarded_item, list_files
-from data_pipelines.importers.readers import LineError, load_json_lines
+from data_pipelines.importers.base import FieldError, ImportOptions, Item, guarded_file, list_files
+from data_pipelines.importers.convert import convert_entries, line_entries
 from globmed_jax.data.schema import Record
 
 QUARANTINE_NAME = "quarantine.jsonl"
@@ -29,14 +29,13 @@ def import_normalized(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]
     for file in list_files(path, (".jsonl",)):
         if file.name == QUARANTINE_NAME:
             continue
-        yield from guarded_file(file, load_json_lines, lambda lines: _convert(file, lines))
+        yield from guarded_file(file, line_entries, lambda entries: convert_entries(file, entries, _build, _context))
 
 
-def _convert(file: pathlib.Path, lines: list[tuple[int, Any]]) -> Iterator[Item]:
-    for lineno, obj in lines:
-        loc = f"line {lineno}"
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw)
-            continue
-        ctx = {k: obj.get(k) for k in ("dataset", "language", "split")} if isinstance(obj, dict) else {}
-        yield guarded_item(lambda: record_from_json(obj), file=file, location=loc, raw=obj, **ctx)
+def _build(obj: Any, index: int) -> Record:
+    return record_from_json(obj)
+
+
+def _context(obj: Any, index: int) -> dict[str, Any]:
+    """The record's own dataset/language/split, for the counts of a quarantined line."""
+    return {k: obj.get(k) for k in ("dataset", "language", "split")} if isinstance(obj, dict) else {}

@@ -19,13 +19,13 @@ from data_pipelines.importers.base import (
     Item,
     get_field,
     guarded_file,
-    guarded_item,
     list_files,
     make_record,
     normalize_split,
     resolve_language,
     text,
 )
+from data_pipelines.importers.convert import convert_entries
 from data_pipelines.importers.readers import load_json
 
 DATASET = "pubmedqa"
@@ -53,23 +53,30 @@ def _convert(file: pathlib.Path, doc: Any, truth: Mapping[str, str], lang: str, 
     if not isinstance(doc, Mapping):
         yield FileFormatError(file, "top level", "expected a JSON object keyed by PMID").to_bad_record(dataset=DATASET, language=lang)
         return
-    for pmid, item in doc.items():
-        split = normalize_split(opts.split) if opts.split else ("test" if pmid in truth else "train")
+    pmids = list(doc)
 
-        def build() -> Any:
-            decision = text(get_field(item, "final_decision"), "final_decision").lower()
-            if pmid in truth and str(truth[pmid]).lower() != decision:
-                raise FieldError("final_decision", f"{decision!r} disagrees with {GROUND_TRUTH} ({truth[pmid]!r})")
-            contexts = item.get("CONTEXTS") or []
-            if not isinstance(contexts, list):
-                raise FieldError("CONTEXTS", "expected a list")
-            meta = {k.lower(): item[k] for k in ("YEAR", "LABELS", "MESHES") if item.get(k)}
-            return make_record(
-                dataset=DATASET, task="yes_no_maybe", language=lang, split=split, local_id=str(pmid),
-                question=text(get_field(item, "QUESTION"), "QUESTION"), answer=decision,
-                context="\n".join(text(c, "CONTEXTS", required=False) for c in contexts),
-                explanation=text(item.get("LONG_ANSWER"), "LONG_ANSWER", required=False),
-                meta={"pmid": str(pmid), **meta},
-            )
+    def split(idx: int) -> str:
+        """``--split``, else the ground-truth file's test PMIDs are the test split."""
+        return normalize_split(opts.split) if opts.split else ("test" if pmids[idx] in truth else "train")
 
-        yield guarded_item(build, file=file, location=f"PMID {pmid}", raw=item, dataset=DATASET, language=lang, split=split)
+    yield from convert_entries(
+        file, [(f"PMID {pmid}", item) for pmid, item in doc.items()],
+        lambda item, idx: _record(item, pmids[idx], truth, lang, split(idx)),
+        lambda item, idx: dict(dataset=DATASET, language=lang, split=split(idx)))
+
+
+def _record(item: Any, pmid: str, truth: Mapping[str, str], lang: str, split: str) -> Any:
+    decision = text(get_field(item, "final_decision"), "final_decision").lower()
+    if pmid in truth and str(truth[pmid]).lower() != decision:
+        raise FieldError("final_decision", f"{decision!r} disagrees with {GROUND_TRUTH} ({truth[pmid]!r})")
+    contexts = item.get("CONTEXTS") or []
+    if not isinstance(contexts, list):
+        raise FieldError("CONTEXTS", "expected a list")
+    meta = {k.lower(): item[k] for k in ("YEAR", "LABELS", "MESHES") if item.get(k)}
+    return make_record(
+        dataset=DATASET, task="yes_no_maybe", language=lang, split=split, local_id=str(pmid),
+        question=text(get_field(item, "QUESTION"), "QUESTION"), answer=decision,
+        context="\n".join(text(c, "CONTEXTS", required=False) for c in contexts),
+        explanation=text(item.get("LONG_ANSWER"), "LONG_ANSWER", required=False),
+        meta={"pmid": str(pmid), **meta},
+    )

@@ -14,20 +14,10 @@ import pathlib
 from typing import Any, Iterator
 
 from data_pipelines.importers.base import (
-    BadRecord,
-    ImportOptions,
-    Item,
-    get_field,
-    guarded_file,
-    guarded_item,
-    list_files,
-    make_record,
-    normalize_split,
-    resolve_language,
-    text,
+    ImportOptions, Item, get_field, guarded_file, list_files, make_record, normalize_split, resolve_language, text,
 )
+from data_pipelines.importers.convert import convert_entries, json_entries
 from data_pipelines.importers.mcqa import answer_letter, options_from_string
-from data_pipelines.importers.readers import LineError, load_json_array_or_lines
 
 DATASET = "xmedbench"
 
@@ -37,24 +27,16 @@ def import_xmedbench(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         lang = resolve_language(opts.language or file.stem)
         split = normalize_split(opts.split or file.parent.name)
         ctx = dict(dataset=DATASET, language=lang, split=split)
-        yield from guarded_file(file, load_json_array_or_lines, lambda items: _convert(file, items, lang, split), **ctx)
+        build = lambda obj, idx, lang=lang, split=split: _record(obj, idx, lang, split)  # noqa: E731
+        yield from guarded_file(file, json_entries, lambda entries: convert_entries(file, entries, build, ctx), **ctx)
 
 
-def _convert(file: pathlib.Path, items: list[tuple[str, Any]], lang: str, split: str) -> Iterator[Item]:
-    ctx = dict(dataset=DATASET, language=lang, split=split)
-    for idx, (loc, obj) in enumerate(items):
-        if isinstance(obj, LineError):
-            yield BadRecord(str(file), loc, "<line>", obj.reason, obj.raw, **ctx)
-            continue
-
-        def build() -> Any:
-            options = options_from_string(text(get_field(obj, "options"), "options"))
-            return make_record(
-                dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{lang}:{split}:{idx}",
-                question=text(get_field(obj, "question"), "question"),
-                answer=answer_letter(get_field(obj, "answer"), options, fmt="letter"),
-                options=options, context=text(obj.get("context"), "context", required=False),
-                meta={"source": obj.get("source")} if obj.get("source") else {},
-            )
-
-        yield guarded_item(build, file=file, location=loc, raw=obj, **ctx)
+def _record(obj: Any, idx: int, lang: str, split: str) -> Any:
+    options = options_from_string(text(get_field(obj, "options"), "options"))
+    return make_record(
+        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{lang}:{split}:{idx}",
+        question=text(get_field(obj, "question"), "question"),
+        answer=answer_letter(get_field(obj, "answer"), options, fmt="letter"),
+        options=options, context=text(obj.get("context"), "context", required=False),
+        meta={"source": obj.get("source")} if obj.get("source") else {},
+    )
