@@ -16,7 +16,7 @@ from data_pipelines.importers.base import (
     FieldError, ImportOptions, Item, file_split, get_field, guarded_file, list_files, make_record, no_split_error,
     resolve_language, text,
 )
-from data_pipelines.importers.convert import convert_entries, line_entries
+from data_pipelines.importers.convert import Entry, convert_entries, line_entries
 from data_pipelines.importers.mcqa import answer_letter, options_from_mapping
 from globmed_jax.data.languages import LANGUAGES
 
@@ -37,13 +37,16 @@ def import_medexpqa(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
             yield no_split_error(file, **ctx)
             continue
 
-        def language(obj: Any, forced: str | None = opts.language, file_lang: str | None = file_lang) -> str:
-            """``--language``, else the record's ``lang``, else the file name's, else en."""
-            return resolve_language(str(forced or (obj.get("lang") if isinstance(obj, Mapping) else None) or file_lang or "en"))
+        yield from guarded_file(file, line_entries, lambda entries: _convert(file, entries, opts.language, file_lang, split), **ctx)
 
-        yield from guarded_file(file, line_entries, lambda entries: convert_entries(
-            file, entries, lambda obj, idx: _record(obj, idx, language(obj), split),
-            lambda obj, idx: dict(dataset=DATASET, language=language(obj), split=split)), **ctx)
+
+def _convert(file: pathlib.Path, entries: list[Entry], forced: str | None, file_lang: str | None, split: str) -> Iterator[Item]:
+    def language(obj: Any) -> str:
+        """``--language``, else the record's ``lang``, else the file name's, else en."""
+        return resolve_language(str(forced or (obj.get("lang") if isinstance(obj, Mapping) else None) or file_lang or "en"))
+
+    return convert_entries(file, entries, lambda obj, idx: _record(obj, idx, language(obj), split),
+                           lambda obj, idx: dict(dataset=DATASET, language=language(obj), split=split))
 
 
 def _record(obj: Any, idx: int, lang: str, split: str) -> Any:

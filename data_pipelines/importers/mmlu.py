@@ -8,6 +8,7 @@ mapped to ``train``; ``val`` -> ``validation``. ``source_id`` is
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from typing import Any, Iterator
 
@@ -46,7 +47,7 @@ def import_mmlu(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         if split is None:
             yield no_split_error(file, **ctx)
             continue
-        build = lambda row, i: _record(row, i, subject, src_split or split, lang, split)  # noqa: E731
+        build = functools.partial(_record, subject=subject, src_split=src_split or split, lang=lang, split=split)
         yield from guarded_file(file, _rows, lambda entries: convert_entries(file, entries, build, ctx), **ctx)
 
 

@@ -10,6 +10,7 @@ option text is kept verbatim (Apollo's trailing ``.``/``..`` included).
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from typing import Any, Iterator
 
@@ -27,7 +28,7 @@ def import_xmedbench(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         lang = resolve_language(opts.language or file.stem)
         split = normalize_split(opts.split or file.parent.name)
         ctx = dict(dataset=DATASET, language=lang, split=split)
-        build = lambda obj, idx, lang=lang, split=split: _record(obj, idx, lang, split)  # noqa: E731
+        build = functools.partial(_record, lang=lang, split=split)
         yield from guarded_file(file, json_entries, lambda entries: convert_entries(file, entries, build, ctx), **ctx)
 
 
