@@ -127,7 +127,7 @@ class LocalModel:
     def __init__(self, name: str, spec: Any, config: Any):
         self.name, self.spec, self.config = name, spec, config
         self.path = check_local_path(name, spec)
-        self._model = self._tokenizer = None
+        self._decoder = self._tokenizer = None
 
     def load(self) -> None:
         import jax
@@ -138,18 +138,21 @@ class LocalModel:
         mesh = make_mesh() if self.spec.shard and jax.device_count() > 1 else None
         log.info("loading %s from %s (%s, mesh=%s)", self.name, self.path, self.spec.dtype,
                  None if mesh is None else dict(mesh.shape))
-        self._model, _ = from_pretrained(self.path, dtype=self.spec.dtype, param_dtype=self.spec.param_dtype,
-                                         mesh=mesh)
+        from globmed_jax.decode import Decoder
+        from globmed_jax.models.tokenizer import pad_id
+
+        model, _ = from_pretrained(self.path, dtype=self.spec.dtype, param_dtype=self.spec.param_dtype, mesh=mesh)
         self._tokenizer = load_tokenizer(self.path)
+        self._decoder = Decoder(model, pad_id=pad_id(self._tokenizer))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
         from globmed_jax.evaluation import scoring
 
-        if self._model is None:
+        if self._decoder is None:
             self.load()
         c = self.config
         return scoring.predict(
-            self._model, self._tokenizer, records, mode=effective_mode(c, self.spec),
+            self._decoder, self._tokenizer, records, mode=effective_mode(c, self.spec),
             prompt_config=_prompt_config(c, self.spec), few_shot=shots, num_shots=c.num_shots or None,
             instruction_language=c.instruction_language, batch_size=self.spec.batch_size or c.batch_size,
             max_new_tokens=_max_new_tokens(c, records), seed=c.seed)
