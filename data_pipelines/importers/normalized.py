@@ -8,9 +8,8 @@ from typing import Any, Iterator
 
 from data_pipelines.importers.base import BadRecord, FieldError, ImportOptions, Item, guarded_file, guarded_item, list_files
 from data_pipelines.importers.readers import LineError, load_json_lines
+from globmed_jax.data.records_io import QUARANTINE_NAME
 from globmed_jax.data.schema import Record
-
-QUARANTINE_NAME = "quarantine.jsonl"
 
 
 def record_from_json(obj: Any) -> Record:
