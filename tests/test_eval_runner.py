@@ -344,7 +344,7 @@ def test_cli_reports_missing_demo_checkpoints(tmp_path):
 def test_runner_jsonl_open_qa_with_judge(tmp_path):
     """Normalized JSONL data with an open-QA dataset; an API model answers and an API judge grades
     (both on the local server). Open-QA rows carry chrF, ROUGE-L and the judge's mean score."""
-    from data_pipelines.jsonl_io import write_records
+    from globmed_jax.data.records_io import write_records
     from globmed_jax.data.schema import Record
 
     closed = [r for r in _pick(TEST, 3, langs=("en", "sw")) if r.task == "mcqa"]

@@ -9,7 +9,7 @@ A translator turns a batch of texts from one language into another::
 ``LocalTranslator`` (``local:<hf dir>``) prompts a local checkpoint through its chat template
 and decodes with :meth:`globmed_jax.decode.Decoder.generate` (length-sorted batches, bucketed
 shapes). ``APITranslator`` (``api:<model>``) sends the same chat messages to an
-OpenAI-compatible endpoint through the bench's :class:`~globmed_jax.evaluation.api_client.ChatClient`
+OpenAI-compatible endpoint through the bench's :class:`~globmed_jax.api_client.ChatClient`
 (bounded concurrency, retries with backoff, timeouts, on-disk cache). Tests plug in any object
 with ``name`` and ``translate``.
 """
@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 from data_pipelines.translate.placeholders import PLACEHOLDER_RE
 from globmed_jax.data.languages import get_language
-from globmed_jax.evaluation.api_client import APIConfig
+from globmed_jax.api_client import APIConfig
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class APITranslator:
 
     def __init__(self, model: str, settings: APIConfig, *, cache_path: str | pathlib.Path | None = None,
                  progress: bool = False, client: Any = None):
-        from globmed_jax.evaluation.api_client import ChatClient
+        from globmed_jax.api_client import ChatClient
 
         if client is None:
             if not settings.base_url:

@@ -17,7 +17,7 @@ mixing settings in one table.
 
 Local models are HF checkpoint directories loaded with ``models.from_pretrained`` (sharded
 over all devices with ``sharding.make_mesh`` when there are several); ``api:<name>`` models go
-through ``api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache/<model>.jsonl``.
+through ``globmed_jax.api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache/<model>.jsonl``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, metrics, prompting
-from globmed_jax.evaluation.api_client import APIConfig, ChatClient
+from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.evaluation.scoring import Prediction
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,13 @@ def load_records(data: Any, split: str) -> list[Record]:
 
         records = mini.generate(mini.MiniConfig(), split)
     elif data.source == "jsonl":
-        from data_pipelines.jsonl_io import load_records as load_jsonl
+        from globmed_jax.data.records_io import read_split
 
         root = pathlib.Path(data.path)
         if not root.is_dir():
             raise FileNotFoundError(f"data.path {root} is not a directory of normalized JSONL "
                                     "(<dataset>/<language>/<split>.jsonl); build it with python -m data_pipelines.build")
-        records = [r for f in sorted(root.rglob(f"{split}.jsonl")) for r in load_jsonl(f)]
+        records = read_split(root, split)
     else:
         raise ValueError(f"data.source must be 'mini' or 'jsonl', got {data.source!r}")
     datasets, languages = set(data.datasets), set(data.languages)
@@ -165,11 +165,8 @@ class APIModel:
         self.name, self.spec, self.config = name, spec, config
         if not spec.base_url:
             raise ValueError(f"model {name!r}: API models need models.{name}.base_url")
-        self.client = ChatClient(APIConfig(
-            base_url=spec.base_url, model=str(spec.path)[len(API_PREFIX):], api_key_env=spec.api_key_env,
-            timeout_s=spec.timeout_s, max_retries=spec.max_retries, backoff_s=spec.backoff_s,
-            max_concurrency=spec.max_concurrency,
-            cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
+        self.client = ChatClient(APIConfig.from_mapping(
+            spec, model=str(spec.path)[len(API_PREFIX):], cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
         c = self.config
@@ -292,9 +289,8 @@ def _judge_client(config: Any, out_dir: pathlib.Path) -> ChatClient | None:
         return None
     if not (j.model and j.base_url):
         raise ValueError("judge.enabled needs judge.model and judge.base_url")
-    return ChatClient(APIConfig(base_url=j.base_url, model=j.model, api_key_env=j.api_key_env,
-                                timeout_s=j.timeout_s, max_retries=j.max_retries, max_concurrency=j.max_concurrency,
-                                cache_path=str(out_dir / "api_cache" / f"judge_{j.model.replace('/', '_')}.jsonl")))
+    return ChatClient(APIConfig.from_mapping(
+        j, cache_path=str(out_dir / "api_cache" / f"judge_{j.model.replace('/', '_')}.jsonl")))
 
 
 def run(config: Any) -> dict[str, Any]:
