@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from data_pipelines.importers import FORMATS, ImportOptions, import_path
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
-from data_pipelines.jsonl_io import QuarantineWriter, RecordWriter
+from data_pipelines.jsonl_io import QuarantineWriter
+from globmed_jax.data.records_io import RecordWriter
 from data_pipelines.validate import Counts, ValidationError, run_validation
 
 log = logging.getLogger("data_pipelines.build")

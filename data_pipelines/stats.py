@@ -14,7 +14,8 @@ import pathlib
 import sys
 from typing import Sequence
 
-from data_pipelines.jsonl_io import NormalizedDataError, iter_quarantine, iter_records
+from data_pipelines.jsonl_io import iter_quarantine
+from globmed_jax.data.records_io import NormalizedDataError, iter_records
 from data_pipelines.validate import format_table
 
 Key = tuple[str, str, str]

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import tensorflow_datasets as tfds
 
-from data_pipelines.jsonl_io import iter_records, record_path
+from globmed_jax.data.records_io import iter_records, record_path
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
 BUILDER_NAME = "glob_med"

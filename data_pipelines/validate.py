@@ -17,7 +17,8 @@ from typing import Iterable, Iterator, Sequence
 from tqdm import tqdm
 
 from data_pipelines.importers.base import BadRecord, Item, Location
-from data_pipelines.jsonl_io import QuarantineWriter, RecordWriter
+from data_pipelines.jsonl_io import QuarantineWriter
+from globmed_jax.data.records_io import RecordWriter
 from globmed_jax.data.languages import get_language
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, SPLITS, TASKS, YES_NO_MAYBE, Record
 

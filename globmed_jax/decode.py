@@ -1,17 +1,21 @@
-"""Batched greedy decoding and option scoring over a preallocated KV cache.
+"""One ``Decoder`` per model: batched greedy generation and scoring over a preallocated KV cache.
 
-``greedy_generate`` runs, per batch of prompts:
+``Decoder.generate`` runs, per batch of prompts:
 
 1. a jitted *prefill* of the LEFT-padded batch that fills the KV cache and picks the first token;
 2. ONE jitted ``jax.lax.while_loop`` that feeds back one token per step until every row has
    emitted an EOS or ``max_new_tokens`` tokens exist (finished rows keep emitting ``pad_id``).
 
+``Decoder.score_next`` returns next-token log-probs of candidate tokens after each prompt (one
+prefill); ``Decoder.score_continuations`` the summed log-probs of multi-token continuations,
+prefilling the shared prompt once and running each continuation against that cache.
+
 Shapes are bucketed so a whole run compiles a handful of times, not once per batch: the prompt
 length and the cache length are rounded up to powers of two (at least ``MIN_LENGTH_BUCKET``), and
 the batch to a power of two that the mesh's batch shards divide. Every run uses one batch
 bucket (the last, short batch is padded up to it). Functions are compiled ahead of time
-(``jit(...).lower(...).compile()``) and kept in a module-level cache keyed by the model's graph,
-its parameter shapes/dtypes/shardings and the bucket shapes; ``compile_count()`` reports how many
+(``jit(...).lower(...).compile()``) and kept by the decoder, keyed by the model's graph, its
+parameter shapes/dtypes/shardings and the bucket shapes; ``Decoder.compile_count`` says how many
 compilations happened, which is what the tests use to check bucketing.
 
 On a mesh (a model loaded with ``mesh=...``) the batch is sharded over the axes the rules table
@@ -41,10 +45,7 @@ DEFAULT_BATCH_SIZE = 32
 _TOKEN_AXES = ("activation_batch", "activation_length")
 _CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
 
-__all__ = [
-    "greedy_generate", "score_options", "timed_generate", "bucket_length", "batch_bucket",
-    "compile_count", "clear_compile_cache", "MIN_LENGTH_BUCKET", "DEFAULT_BATCH_SIZE",
-]
+__all__ = ["Decoder", "bucket_length", "batch_bucket", "MIN_LENGTH_BUCKET", "DEFAULT_BATCH_SIZE"]
 
 
 # ----------------------------------------------------------------------------------- buckets
@@ -73,22 +74,7 @@ def batch_bucket(n: int, shards: int = 1) -> int:
     return -(-b // shards) * shards
 
 
-# --------------------------------------------------------------------------- compile cache
-
-_COMPILED: dict[tuple, Any] = {}
-_COMPILE_COUNT = 0
-
-
-def compile_count() -> int:
-    """Number of XLA compilations this module has done since import / ``clear_compile_cache``."""
-    return _COMPILE_COUNT
-
-
-def clear_compile_cache() -> None:
-    """Drops every compiled function (e.g. to free memory after a sweep) and resets the count."""
-    global _COMPILE_COUNT
-    _COMPILED.clear()
-    _COMPILE_COUNT = 0
+# --------------------------------------------------------------------------- compile keys
 
 
 def _signature(tree: Any) -> tuple:
@@ -112,17 +98,6 @@ class _Split:
 def _split(model: CausalLM) -> _Split:
     graphdef, state = nnx.split(model)
     return _Split(graphdef, state, (graphdef, _signature(state)), _batch_shards(model))
-
-
-def _compiled(key: tuple, build: Callable[[], Callable], *example_args: Any) -> Callable:
-    """The executable for ``key``, compiling ``build()`` on ``example_args`` on first use."""
-    global _COMPILE_COUNT
-    fn = _COMPILED.get(key)
-    if fn is None:
-        fn = build().lower(*example_args).compile()
-        _COMPILED[key] = fn
-        _COMPILE_COUNT += 1
-    return fn
 
 
 # -------------------------------------------------------------------------- traced bodies
@@ -207,6 +182,35 @@ def _score(graphdef, state, tokens, mask, option_ids):
     return jnp.take_along_axis(logp, option_ids, axis=1)
 
 
+def _continuations(graphdef, state, tokens, mask, choices, choice_mask):
+    """Summed log-probs of several continuations sharing one prompt, ``[B,O]`` f32.
+
+    tokens, mask ``[B,P]`` (left-padded prompt); choices, choice_mask ``[B,O,C]`` (right-padded
+    continuation ids). The prompt is prefilled ONCE into a KV cache; each option then runs only
+    its C tokens against that cache (the cache is a value, so every option starts from the same
+    prefix). Token 0 of an option is scored by the prefill's last position, token k by the
+    option's own position k-1, and only those positions are projected to the vocabulary."""
+    model = nnx.merge(graphdef, state)
+    tokens = model.shard.constrain(tokens, _TOKEN_AXES)
+    mask = model.shard.constrain(mask, _TOKEN_AXES)
+    b, p = tokens.shape
+    c = choices.shape[2]
+    out = model.forward(tokens, attention_mask=mask, cache=model.init_cache(b, p + c), compute_logits=False)
+    first = jax.nn.log_softmax(model.logits_from_hidden(out.hidden[:, -1]).astype(jnp.float32), axis=-1)
+    sums = []
+    for o in range(choices.shape[1]):  # O <= 10: unrolled
+        ids, valid = choices[:, o], choice_mask[:, o]
+        lp0 = jnp.take_along_axis(first, ids[:, :1], axis=1)  # [B,1]
+        if c > 1:
+            res = model.forward(ids, attention_mask=valid, cache=out.cache, compute_logits=False)
+            logp = jax.nn.log_softmax(model.logits_from_hidden(res.hidden[:, :-1]).astype(jnp.float32), axis=-1)
+            lp = jnp.concatenate([lp0, jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]], axis=1)
+        else:
+            lp = lp0
+        sums.append(jnp.sum(jnp.where(valid, lp, 0.0), axis=1))
+    return jnp.stack(sums, axis=1)
+
+
 # ------------------------------------------------------------------------------ host side
 
 
@@ -259,37 +263,6 @@ def _eos_array(eos_ids: int | Sequence[int] | None) -> np.ndarray:
     return np.asarray(sorted({int(e) for e in eos_ids}), np.int32).reshape(-1)
 
 
-def _generate_batch(sp: _Split, prompts: list[list[int]], b: int, max_new: int, eos: np.ndarray,
-                    pad_id: int, timings: dict | None = None) -> np.ndarray:
-    """Greedy tokens ``[len(prompts), max_new]`` for one batch (EOS included, pad after)."""
-    p = bucket_length(max(len(x) for x in prompts))
-    s = bucket_length(p + max_new)
-    tokens, mask = _left_pad(prompts, b, p, pad_id)
-    live = np.arange(b) < len(prompts)
-    prefill = _compiled(
-        ("prefill",) + sp.key + (b, p, s),
-        lambda: jax.jit(functools.partial(_prefill, sp.graphdef, cache_length=s)),
-        sp.state, tokens, mask)
-    t0 = time.perf_counter()
-    cache, first = prefill(sp.state, tokens, mask)
-    if timings is not None:
-        jax.block_until_ready(first)
-        t1 = time.perf_counter()
-    scalars = (np.int32(max_new), np.int32(pad_id))
-    decode = _compiled(
-        ("decode",) + sp.key + (b, p, s, eos.shape[0]),
-        lambda: jax.jit(functools.partial(_decode_loop, sp.graphdef, out_length=s - p),
-                        donate_argnums=(1,)),
-        sp.state, cache, first, live, eos, *scalars)
-    out, steps, _ = decode(sp.state, cache, first, live, eos, *scalars)
-    out = np.asarray(out)
-    if timings is not None:
-        t2 = time.perf_counter()
-        timings.update(prefill_s=t1 - t0, decode_s=t2 - t1, steps=int(steps),
-                       batch_bucket=b, prompt_bucket=p, cache_bucket=s)
-    return out[:len(prompts), :max_new]
-
-
 def _cut_at_eos(row: np.ndarray, eos: np.ndarray) -> list[int]:
     hits = np.flatnonzero(np.isin(row, eos)) if eos.size else ()
     end = int(hits[0]) if len(hits) else len(row)
@@ -316,140 +289,261 @@ def _cut_at_stop_strings(tokens: list[int], stop_strings: Sequence[str], tokeniz
     return tokens[:keep]
 
 
-# ------------------------------------------------------------------------------- public API
+# ---------------------------------------------------------------------------------- decoder
 
 
-def greedy_generate(
-    model: CausalLM,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    eos_ids: int | Sequence[int] | None,
-    pad_id: int = 0,
-    stop_strings: Sequence[str] | None = None,
-    tokenizer: Any = None,
-    batch_size: int | None = None,
-    progress: bool | None = None,
-) -> list[list[int]]:
-    """Greedy (argmax) continuation of every prompt.
+class Decoder:
+    """Greedy generation, next-token scoring and shared-prefix continuation scoring of one model.
+
+    The decoder owns its compiled executables (keyed by the model's graph, its parameter
+    shapes/dtypes/shardings and the bucket shapes) and counts them in ``compile_count``. The
+    model may be replaced (``decoder.model = new``, e.g. the training loop's fresh merge at every
+    evaluation): a model of the same structure reuses the executables.
 
     Args:
       model: a ``CausalLM`` (sharded or not).
-      prompts: ``N`` token-id lists of any (non-zero) lengths.
-      max_new_tokens: at most this many new tokens per prompt.
-      eos_ids: one id or several; a row stops after emitting any of them. ``None`` or ``()``
-        disables EOS stopping.
       pad_id: token used to left-pad prompts and fill finished rows (never attended to).
-      stop_strings: optional strings; needs ``tokenizer``. Applied POST-HOC: generation still
-        runs until EOS / ``max_new_tokens``, then each result is truncated before the first token
-        whose decoded text reaches into the earliest stop string (the stop string is excluded).
-      tokenizer: a Hugging Face tokenizer (``decode``/``batch_decode``), for ``stop_strings``.
-      batch_size: prompts per device batch (default ``DEFAULT_BATCH_SIZE``). Prompts are sorted
-        by length into batches; every batch is padded to the same power-of-two batch bucket.
-      progress: tqdm bar over batches; ``None`` shows it when there is more than one batch.
-
-    Returns:
-      ``N`` lists (in the order of ``prompts``) of new token ids, ending before the first EOS.
+      batch_size: prompts per device batch (default ``DEFAULT_BATCH_SIZE``); every method takes
+        an override.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if stop_strings and tokenizer is None:
-        raise ValueError("stop_strings need a tokenizer to decode the generated tokens")
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    prompts = _check_prompts(prompts, model.cfg.vocab_size)
-    if not prompts or max_new_tokens == 0:
-        return [[] for _ in prompts]
-    eos = _eos_array(eos_ids)
-    sp = _split(model)
-    b = batch_bucket(min(batch_size, len(prompts)), sp.batch_shards)
-    results: list[list[int]] = [[] for _ in prompts]
-    groups = _batches([len(p) for p in prompts], batch_size)
-    for idx in _progress(groups, len(groups), "generate", progress):
-        out = _generate_batch(sp, [prompts[i] for i in idx], b, max_new_tokens, eos, pad_id)
-        for row, i in zip(out, idx):
-            results[i] = _cut_at_eos(row, eos)
-    if stop_strings:
-        results = [_cut_at_stop_strings(r, stop_strings, tokenizer) for r in results]
-    return results
 
+    def __init__(self, model: CausalLM, *, pad_id: int = 0, batch_size: int = DEFAULT_BATCH_SIZE):
+        self.model = model
+        self.pad_id = int(pad_id)
+        self.batch_size = self._check_batch_size(batch_size)
+        self.compile_count = 0
+        self._executables: dict[tuple, Any] = {}
 
-def score_options(
-    model: CausalLM,
-    prompts: Sequence[Sequence[int]],
-    option_token_ids: Sequence[int] | Sequence[Sequence[int]] | np.ndarray,
-    *,
-    pad_id: int = 0,
-    batch_size: int | None = None,
-    progress: bool | None = None,
-) -> np.ndarray:
-    """Next-token log-probabilities of candidate tokens after each prompt.
+    def clear_cache(self) -> None:
+        """Drops every compiled function (e.g. to free memory after a sweep) and resets the count."""
+        self._executables.clear()
+        self.compile_count = 0
 
-    Args:
-      prompts: ``N`` token-id lists.
-      option_token_ids: ``[O]`` ids shared by every prompt (e.g. the tokens of "A".."D"), or
-        ``[N, O]`` per prompt.
-      pad_id, batch_size, progress: as in ``greedy_generate``.
+    # ----------------------------------------------------------------------- internals
 
-    Returns:
-      ``[N, O]`` float32: ``log_softmax(logits at the last prompt token)[option]``.
-    """
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    prompts = _check_prompts(prompts, model.cfg.vocab_size)
-    options = np.asarray(option_token_ids, np.int32)
-    if options.ndim == 1:
-        options = np.broadcast_to(options, (len(prompts), options.shape[0]))
-    if options.ndim != 2 or options.shape[0] != len(prompts):
-        raise ValueError(f"option_token_ids must be [O] or [N={len(prompts)}, O], got {options.shape}")
-    if options.size and not ((options >= 0) & (options < model.cfg.vocab_size)).all():
-        raise ValueError(f"option_token_ids must lie in [0, {model.cfg.vocab_size})")
-    n_opt = options.shape[1]
-    scores = np.zeros((len(prompts), n_opt), np.float32)
-    if not prompts or n_opt == 0:
+    @staticmethod
+    def _check_batch_size(batch_size: int) -> int:
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return batch_size
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        return self.batch_size if batch_size is None else self._check_batch_size(batch_size)
+
+    def _compiled(self, key: tuple, build: Callable[[], Callable], *example_args: Any) -> Callable:
+        """The executable for ``key``, compiling ``build()`` on ``example_args`` on first use."""
+        fn = self._executables.get(key)
+        if fn is None:
+            fn = build().lower(*example_args).compile()
+            self._executables[key] = fn
+            self.compile_count += 1
+        return fn
+
+    def _generate_batch(self, sp: _Split, prompts: list[list[int]], b: int, max_new: int, eos: np.ndarray,
+                        timings: dict | None = None) -> np.ndarray:
+        """Greedy tokens ``[len(prompts), max_new]`` for one batch (EOS included, pad after)."""
+        pad_id = self.pad_id
+        p = bucket_length(max(len(x) for x in prompts))
+        s = bucket_length(p + max_new)
+        tokens, mask = _left_pad(prompts, b, p, pad_id)
+        live = np.arange(b) < len(prompts)
+        prefill = self._compiled(
+            ("prefill",) + sp.key + (b, p, s),
+            lambda: jax.jit(functools.partial(_prefill, sp.graphdef, cache_length=s)),
+            sp.state, tokens, mask)
+        t0 = time.perf_counter()
+        cache, first = prefill(sp.state, tokens, mask)
+        if timings is not None:
+            jax.block_until_ready(first)
+            t1 = time.perf_counter()
+        scalars = (np.int32(max_new), np.int32(pad_id))
+        loop = self._compiled(
+            ("decode",) + sp.key + (b, p, s, eos.shape[0]),
+            lambda: jax.jit(functools.partial(_decode_loop, sp.graphdef, out_length=s - p),
+                            donate_argnums=(1,)),
+            sp.state, cache, first, live, eos, *scalars)
+        out, steps, _ = loop(sp.state, cache, first, live, eos, *scalars)
+        out = np.asarray(out)
+        if timings is not None:
+            t2 = time.perf_counter()
+            timings.update(prefill_s=t1 - t0, decode_s=t2 - t1, steps=int(steps),
+                           batch_bucket=b, prompt_bucket=p, cache_bucket=s)
+        return out[:len(prompts), :max_new]
+
+    # ------------------------------------------------------------------------ public API
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        eos_ids: int | Sequence[int] | None,
+        stop_strings: Sequence[str] | None = None,
+        tokenizer: Any = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> list[list[int]]:
+        """Greedy (argmax) continuation of every prompt.
+
+        Args:
+          prompts: ``N`` token-id lists of any (non-zero) lengths.
+          max_new_tokens: at most this many new tokens per prompt.
+          eos_ids: one id or several; a row stops after emitting any of them. ``None`` or ``()``
+            disables EOS stopping.
+          stop_strings: optional strings; needs ``tokenizer``. Applied POST-HOC: generation still
+            runs until EOS / ``max_new_tokens``, then each result is truncated before the first
+            token whose decoded text reaches into the earliest stop string (excluded).
+          tokenizer: a Hugging Face tokenizer (``decode``/``batch_decode``), for ``stop_strings``.
+          batch_size: prompts per device batch. Prompts are sorted by length into batches; every
+            batch is padded to the same power-of-two batch bucket.
+          progress: tqdm bar over batches; ``None`` shows it when there is more than one batch.
+
+        Returns:
+          ``N`` lists (in the order of ``prompts``) of new token ids, ending before the first EOS.
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if stop_strings and tokenizer is None:
+            raise ValueError("stop_strings need a tokenizer to decode the generated tokens")
+        batch_size = self._batch_size(batch_size)
+        prompts = _check_prompts(prompts, self.model.cfg.vocab_size)
+        if not prompts or max_new_tokens == 0:
+            return [[] for _ in prompts]
+        eos = _eos_array(eos_ids)
+        sp = _split(self.model)
+        b = batch_bucket(min(batch_size, len(prompts)), sp.batch_shards)
+        results: list[list[int]] = [[] for _ in prompts]
+        groups = _batches([len(p) for p in prompts], batch_size)
+        for idx in _progress(groups, len(groups), "generate", progress):
+            out = self._generate_batch(sp, [prompts[i] for i in idx], b, max_new_tokens, eos)
+            for row, i in zip(out, idx):
+                results[i] = _cut_at_eos(row, eos)
+        if stop_strings:
+            results = [_cut_at_stop_strings(r, stop_strings, tokenizer) for r in results]
+        return results
+
+    def score_next(
+        self,
+        prompts: Sequence[Sequence[int]],
+        option_token_ids: Sequence[int] | Sequence[Sequence[int]] | np.ndarray,
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """Next-token log-probabilities of candidate tokens after each prompt.
+
+        Args:
+          prompts: ``N`` token-id lists.
+          option_token_ids: ``[O]`` ids shared by every prompt (e.g. the tokens of "A".."D"), or
+            ``[N, O]`` per prompt.
+          batch_size, progress: as in ``generate``.
+
+        Returns:
+          ``[N, O]`` float32: ``log_softmax(logits at the last prompt token)[option]``.
+        """
+        batch_size = self._batch_size(batch_size)
+        vocab = self.model.cfg.vocab_size
+        prompts = _check_prompts(prompts, vocab)
+        options = np.asarray(option_token_ids, np.int32)
+        if options.ndim == 1:
+            options = np.broadcast_to(options, (len(prompts), options.shape[0]))
+        if options.ndim != 2 or options.shape[0] != len(prompts):
+            raise ValueError(f"option_token_ids must be [O] or [N={len(prompts)}, O], got {options.shape}")
+        if options.size and not ((options >= 0) & (options < vocab)).all():
+            raise ValueError(f"option_token_ids must lie in [0, {vocab})")
+        n_opt = options.shape[1]
+        scores = np.zeros((len(prompts), n_opt), np.float32)
+        if not prompts or n_opt == 0:
+            return scores
+        sp = _split(self.model)
+        b = batch_bucket(min(batch_size, len(prompts)), sp.batch_shards)
+        groups = _batches([len(p) for p in prompts], batch_size)
+        for idx in _progress(groups, len(groups), "score", progress):
+            p = bucket_length(max(len(prompts[i]) for i in idx))
+            tokens, mask = _left_pad([prompts[i] for i in idx], b, p, self.pad_id)
+            opts = np.zeros((b, n_opt), np.int32)
+            opts[:len(idx)] = options[idx]
+            fn = self._compiled(("score",) + sp.key + (b, p, n_opt),
+                                lambda: jax.jit(functools.partial(_score, sp.graphdef)),
+                                sp.state, tokens, mask, opts)
+            scores[idx] = np.asarray(fn(sp.state, tokens, mask, opts))[:len(idx)]
         return scores
-    sp = _split(model)
-    b = batch_bucket(min(batch_size, len(prompts)), sp.batch_shards)
-    groups = _batches([len(p) for p in prompts], batch_size)
-    for idx in _progress(groups, len(groups), "score", progress):
-        p = bucket_length(max(len(prompts[i]) for i in idx))
-        tokens, mask = _left_pad([prompts[i] for i in idx], b, p, pad_id)
-        opts = np.zeros((b, n_opt), np.int32)
-        opts[:len(idx)] = options[idx]
-        fn = _compiled(("score",) + sp.key + (b, p, n_opt),
-                       lambda: jax.jit(functools.partial(_score, sp.graphdef)),
-                       sp.state, tokens, mask, opts)
-        scores[idx] = np.asarray(fn(sp.state, tokens, mask, opts))[:len(idx)]
-    return scores
 
+    def score_continuations(
+        self,
+        prompts: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[Sequence[int]]],
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """Summed log-probability of each continuation after its prompt (shared-prefix scoring).
 
-def timed_generate(
-    model: CausalLM,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    eos_ids: int | Sequence[int] | None = None,
-    pad_id: int = 0,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """One batch of greedy decoding with timings (for benchmarks).
+        Args:
+          prompts: ``N`` token-id lists.
+          continuations: per prompt, the same number ``O`` of non-empty token-id lists.
+          batch_size, progress: as in ``generate``.
 
-    Returns ``(tokens [N, max_new_tokens] int32 (EOS and pad not stripped), stats)`` where stats
-    has ``prefill_s``, ``decode_s`` (the while loop, incl. fetching the result), ``steps``
-    (tokens produced per row, the first from the prefill), the three buckets, ``warmup_s`` (the
-    untimed first run, compilation included) and ``compiles`` (new executables it built).
-    """
-    prompts = _check_prompts(prompts, model.cfg.vocab_size)
-    sp = _split(model)
-    b = batch_bucket(len(prompts), sp.batch_shards)
-    eos = _eos_array(eos_ids)
-    # A warm-up run compiles (when needed) outside the timed run.
-    before, t0 = compile_count(), time.perf_counter()
-    _generate_batch(sp, prompts, b, max_new_tokens, eos, pad_id)
-    warmup_s = time.perf_counter() - t0
-    stats: dict[str, float] = {}
-    out = _generate_batch(sp, prompts, b, max_new_tokens, eos, pad_id, timings=stats)
-    stats["warmup_s"] = warmup_s
-    stats["compiles"] = compile_count() - before
-    return out, stats
+        Returns:
+          ``[N, O]`` float64: ``sum_k log p(continuation[k] | prompt, continuation[:k])``.
+        """
+        batch_size = self._batch_size(batch_size)
+        prompts = _check_prompts(prompts, self.model.cfg.vocab_size)
+        n = len(prompts)
+        if len(continuations) != n:
+            raise ValueError(f"{n} prompts but {len(continuations)} continuation lists")
+        n_opt = len(continuations[0]) if n else 0
+        if any(len(cs) != n_opt for cs in continuations):
+            raise ValueError("every prompt needs the same number of continuations")
+        out = np.zeros((n, n_opt), np.float64)
+        if not n or n_opt == 0:
+            return out
+        sp = _split(self.model)
+        b = batch_bucket(min(batch_size, n), sp.batch_shards)
+        groups = _batches([len(p) for p in prompts], batch_size)
+        for idx in _progress(groups, len(groups), "loglik", progress):
+            p = bucket_length(max(len(prompts[i]) for i in idx))
+            c = bucket_length(max(len(x) for i in idx for x in continuations[i]), 1)
+            tokens, mask = _left_pad([prompts[i] for i in idx], b, p, self.pad_id)
+            mask[len(idx):, -1] = 1  # batch-padding rows: one dummy token, so no row is empty
+            ids = np.full((b, n_opt, c), self.pad_id, np.int32)
+            valid = np.zeros((b, n_opt, c), bool)
+            for row, i in enumerate(idx):
+                for o, x in enumerate(continuations[i]):
+                    ids[row, o, :len(x)] = x
+                    valid[row, o, :len(x)] = True
+            fn = self._compiled(("continuations",) + sp.key + (b, p, n_opt, c),
+                                lambda: jax.jit(functools.partial(_continuations, sp.graphdef)),
+                                sp.state, tokens, mask, ids, valid)
+            out[idx] = np.asarray(fn(sp.state, tokens, mask, ids, valid), np.float64)[:len(idx)]
+        return out
+
+    def timed_generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        eos_ids: int | Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """One batch of greedy decoding with timings (for benchmarks).
+
+        Returns ``(tokens [N, max_new_tokens] int32 (EOS and pad not stripped), stats)`` where
+        stats has ``prefill_s``, ``decode_s`` (the while loop, incl. fetching the result),
+        ``steps`` (tokens produced per row, the first from the prefill), the three buckets,
+        ``warmup_s`` (the untimed first run, compilation included) and ``compiles`` (new
+        executables it built).
+        """
+        prompts = _check_prompts(prompts, self.model.cfg.vocab_size)
+        sp = _split(self.model)
+        b = batch_bucket(len(prompts), sp.batch_shards)
+        eos = _eos_array(eos_ids)
+        # A warm-up run compiles (when needed) outside the timed run.
+        before, t0 = self.compile_count, time.perf_counter()
+        self._generate_batch(sp, prompts, b, max_new_tokens, eos)
+        warmup_s = time.perf_counter() - t0
+        stats: dict[str, float] = {}
+        out = self._generate_batch(sp, prompts, b, max_new_tokens, eos, timings=stats)
+        stats["warmup_s"] = warmup_s
+        stats["compiles"] = self.compile_count - before
+        return out, stats

@@ -25,7 +25,7 @@ def main(argv) -> int:
     config = _CONFIG.value
 
     from globmed_jax.evaluation import report, runner
-    from globmed_jax.evaluation.api_client import APIError
+    from globmed_jax.api_client import APIError
     from globmed_jax.models import CheckpointError, UnsupportedModelError
 
     try:

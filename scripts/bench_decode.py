@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from globmed_jax.decode import timed_generate
+from globmed_jax.decode import Decoder
 from globmed_jax.models import CausalLM, ModelConfig, from_pretrained, get_preset
 from globmed_jax.sharding import ShardingContext, make_mesh, shard_model
 
@@ -76,8 +76,9 @@ def main(argv=None) -> None:
     prompts = [rng.integers(0, cfg.vocab_size, size=n).tolist() for n in lengths]
 
     runs = []
+    decoder = Decoder(model)
     for i in range(args.repeats):
-        _, stats = timed_generate(model, prompts, max_new_tokens=args.max_new, eos_ids=None)
+        _, stats = decoder.timed_generate(prompts, max_new_tokens=args.max_new, eos_ids=None)
         if i == 0:
             print(f"buckets: batch {stats['batch_bucket']}, prompt {stats['prompt_bucket']}, "
                   f"cache {stats['cache_bucket']}; warm-up (incl. {stats['compiles']} compiles) "

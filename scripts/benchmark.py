@@ -210,11 +210,9 @@ def jax_inference_model(shape: Shape):
         return CausalLM(cfg, rngs=nnx.Rngs(0))
 
 
-def jax_decode(model, shape: Shape, batch: int) -> dict[str, float]:
-    from globmed_jax.decode import timed_generate
-
-    prompts = random_prompts(batch, shape.prompt_len, model.cfg.vocab_size, seed=batch)
-    runs = [timed_generate(model, prompts, max_new_tokens=shape.new_tokens, eos_ids=None)[1]
+def jax_decode(decoder, shape: Shape, batch: int) -> dict[str, float]:
+    prompts = random_prompts(batch, shape.prompt_len, decoder.model.cfg.vocab_size, seed=batch)
+    runs = [decoder.timed_generate(prompts, max_new_tokens=shape.new_tokens, eos_ids=None)[1]
             for _ in range(shape.repeats)]  # each call warms up (compiles once) before its timed run
     prefill = statistics.median(r["prefill_s"] for r in runs)
     loop_tokens = max(runs[0]["steps"] - 1, 1)  # the first new token comes from the prefill
@@ -222,14 +220,12 @@ def jax_decode(model, shape: Shape, batch: int) -> dict[str, float]:
     return {"prefill_s": prefill, "s_per_token": per_token, "tokens_per_s": batch / per_token}
 
 
-def jax_score(model, shape: Shape) -> dict[str, float]:
+def jax_score(decoder, shape: Shape) -> dict[str, float]:
     import numpy as np
 
-    from globmed_jax.decode import score_options
-
-    prompts = random_prompts(shape.score_items, shape.score_len, model.cfg.vocab_size, seed=7)
+    prompts = random_prompts(shape.score_items, shape.score_len, decoder.model.cfg.vocab_size, seed=7)
     options = np.arange(1, shape.score_options + 1, dtype=np.int32)
-    t = median_time(lambda: score_options(model, prompts, options, batch_size=shape.score_batch, progress=False),
+    t = median_time(lambda: decoder.score_next(prompts, options, batch_size=shape.score_batch, progress=False),
                     warmup=1, repeats=shape.repeats, sync=lambda x: x)  # returns host numpy: already synced
     return {"items_per_s": shape.score_items / t}
 
@@ -237,7 +233,7 @@ def jax_score(model, shape: Shape) -> dict[str, float]:
 def run_jax(shape: Shape, log: Callable[[str], None]) -> dict[str, Any]:
     import jax
 
-    from globmed_jax.decode import clear_compile_cache
+    from globmed_jax.decode import Decoder
 
     out: dict[str, Any] = {}
     log(f"jax {jax.__version__} on {jax.devices()[0].device_kind}: measuring device ceilings")
@@ -252,12 +248,13 @@ def run_jax(shape: Shape, log: Callable[[str], None]) -> dict[str, Any]:
     model = jax_inference_model(shape)
     out["param_bytes"] = model.cfg.num_params() * 2  # bf16 weights, each read once per decode step
     out["decode"] = {}
+    decoder = Decoder(model)
     for batch in shape.decode_batches:
         log(f"jax: greedy decoding, batch {batch}")
-        out["decode"][batch] = jax_decode(model, shape, batch)
+        out["decode"][batch] = jax_decode(decoder, shape, batch)
     log("jax: option scoring")
-    out["score"] = jax_score(model, shape)
-    clear_compile_cache()
+    out["score"] = jax_score(decoder, shape)
+    decoder.clear_cache()
     return out
 
 

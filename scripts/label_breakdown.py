@@ -18,8 +18,10 @@ import ml_collections
 
 from globmed_jax.data import mini
 from globmed_jax.data.languages import get_language
+from globmed_jax.decode import Decoder
 from globmed_jax.evaluation import scoring
 from globmed_jax.models import from_pretrained, load_tokenizer
+from globmed_jax.models.tokenizer import pad_id
 from globmed_jax.training.data import mini_config, prompt_config
 
 
@@ -39,7 +41,8 @@ def main() -> None:
         for r in records:
             by_cell[(r.task, r.language)].append(r)
         records = [r for cell in by_cell.values() for r in cell[:args.limit]]
-    preds = scoring.predict(model, tokenizer, records, mode="loglik", prompt_config=fmt, batch_size=64,
+    decoder = Decoder(model, pad_id=pad_id(tokenizer))
+    preds = scoring.predict(decoder, tokenizer, records, mode="loglik", prompt_config=fmt, batch_size=64,
                             max_new_tokens=24, progress=True)
     cells: dict[tuple[str, str, str], list[bool]] = collections.defaultdict(list)
     for r, p in zip(records, preds):

@@ -95,7 +95,7 @@ def test_tfds_array_record_through_grain_equals_jsonl(tmp_path):
     import grain
     import tensorflow_datasets as tfds
 
-    from data_pipelines.jsonl_io import load_records
+    from globmed_jax.data.records_io import load_records
     from data_pipelines.tfds_builder import example_to_record, load_data_source
 
     for lang in ("en", "es", "sw"):

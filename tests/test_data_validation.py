@@ -11,7 +11,7 @@ import pytest
 
 from data_pipelines.build import build
 from data_pipelines.importers import ImportOptions
-from data_pipelines.jsonl_io import load_records
+from globmed_jax.data.records_io import load_records
 from data_pipelines.validate import ValidationError, check_record, validate_records
 from globmed_jax.data.schema import Record
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from globmed_jax import decode  # noqa: E402
-from globmed_jax.decode import greedy_generate, score_options  # noqa: E402
+from globmed_jax.decode import Decoder  # noqa: E402
 from globmed_jax.models import from_pretrained  # noqa: E402
 
 MAX_NEW = 20
@@ -92,8 +92,7 @@ def test_tiny_models_match_hf_generate(tiny):
     prompts = _prompts()
     # Use as EOS a token the model really emits (row 0, 4th new token) so EOS stopping is tested.
     eos = _hf_greedy(hf, prompts[0], MAX_NEW, None)[3]
-    ours = greedy_generate(model, prompts, max_new_tokens=MAX_NEW, eos_ids=eos, pad_id=PAD,
-                           progress=False)
+    ours = Decoder(model, pad_id=PAD).generate(prompts, max_new_tokens=MAX_NEW, eos_ids=eos, progress=False)
     ref = [_hf_greedy(hf, p, MAX_NEW, eos) for p in prompts]
     assert ours == ref
     assert len(ours[0]) <= 3 and eos not in ours[0]  # stopped early, EOS excluded
@@ -105,18 +104,20 @@ def test_padded_batch_equals_rows_alone(tiny_factory):
     _, model = tiny_factory("llama3_rope")
     prompts = _prompts(lengths=(5, 16, 3, 12, 9), seed=7)  # one prompt bucket: fewer compiles
     kw = dict(max_new_tokens=8, eos_ids=[2, 5], progress=False)
-    batched = greedy_generate(model, prompts, **kw)
+    dec = Decoder(model)
+    batched = dec.generate(prompts, **kw)
     # batch_size=1: every prompt runs alone in its own (unpadded-batch) call of the loop.
-    assert greedy_generate(model, prompts, batch_size=1, **kw) == batched
+    assert dec.generate(prompts, batch_size=1, **kw) == batched
     # Small batches (sorted by length, padded to one batch bucket) give the same, in order.
-    assert greedy_generate(model, prompts, batch_size=2, **kw) == batched
+    assert dec.generate(prompts, batch_size=2, **kw) == batched
 
 
 def test_score_options_matches_hf_log_softmax(tiny):
     _, hf, model = tiny
     prompts = _prompts(seed=3)
     options = [7, 42, 199, 255]
-    ours = score_options(model, prompts, options, batch_size=2, progress=False)
+    dec = Decoder(model)
+    ours = dec.score_next(prompts, options, batch_size=2, progress=False)
     assert ours.shape == (len(prompts), len(options))
     for i, p in enumerate(prompts):
         with torch.no_grad():
@@ -125,7 +126,7 @@ def test_score_options_matches_hf_log_softmax(tiny):
         np.testing.assert_allclose(ours[i], ref, atol=2e-5, rtol=1e-5)
     # Per-prompt options: [N, O].
     per_row = np.tile(np.asarray(options)[::-1], (len(prompts), 1))
-    np.testing.assert_allclose(score_options(model, prompts, per_row, batch_size=2, progress=False),
+    np.testing.assert_allclose(dec.score_next(prompts, per_row, batch_size=2, progress=False),
                                ours[:, ::-1], atol=1e-6)
 
 
@@ -139,30 +140,32 @@ def test_sharded_decode_matches_unsharded(tmp_path):
     sharded, _ = from_pretrained(tmp_path, dtype="float32", param_dtype="float32", mesh=mesh)
     assert sharded.shard.mesh is mesh
     prompts = _prompts(lengths=(5, 21, 3, 12, 9, 7), seed=5)
-    want = greedy_generate(plain, prompts, max_new_tokens=10, eos_ids=2, progress=False)
-    got = greedy_generate(sharded, prompts, max_new_tokens=10, eos_ids=2, progress=False)
+    plain, sharded = Decoder(plain), Decoder(sharded)
+    want = plain.generate(prompts, max_new_tokens=10, eos_ids=2, progress=False)
+    got = sharded.generate(prompts, max_new_tokens=10, eos_ids=2, progress=False)
     assert got == want
     assert sum(map(len, got)) > 0
-    np.testing.assert_allclose(score_options(sharded, prompts, [3, 4, 5], progress=False),
-                               score_options(plain, prompts, [3, 4, 5], progress=False), atol=1e-5)
+    np.testing.assert_allclose(sharded.score_next(prompts, [3, 4, 5], progress=False),
+                               plain.score_next(prompts, [3, 4, 5], progress=False), atol=1e-5)
 
 
 def test_bucketing_avoids_recompiles(tiny_factory):
     _, model = tiny_factory("qwen3_untied")
     kw = dict(eos_ids=2, batch_size=4, progress=False)
-    greedy_generate(model, _prompts(lengths=(4, 6, 8, 10)), max_new_tokens=9, **kw)  # may compile
-    start = decode.compile_count()
+    dec = Decoder(model)
+    dec.generate( _prompts(lengths=(4, 6, 8, 10)), max_new_tokens=9, **kw)  # may compile
+    start = dec.compile_count
     # Other lengths in the same prompt bucket (<= 16), batch bucket (3-4 rows -> 4) and cache
     # bucket (16 + max_new <= 32), including other max_new_tokens: nothing new to compile.
     for lengths, max_new in (((1, 16, 9), 9), ((11, 2, 13, 5), 9), ((2, 3, 7), 12), ((16, 1, 1), 16)):
-        greedy_generate(model, _prompts(lengths=lengths), max_new_tokens=max_new, **kw)
-    assert decode.compile_count() == start
+        dec.generate(_prompts(lengths=lengths), max_new_tokens=max_new, **kw)
+    assert dec.compile_count == start
     # The many batches of one run (the last one short) share the executables too.
-    greedy_generate(model, _prompts(lengths=tuple(range(1, 16))), max_new_tokens=9, **kw)
-    assert decode.compile_count() == start
+    dec.generate(_prompts(lengths=tuple(range(1, 16))), max_new_tokens=9, **kw)
+    assert dec.compile_count == start
     # A longer prompt needs the 32 bucket: exactly one new prefill and one new loop.
-    greedy_generate(model, _prompts(lengths=(17, 3, 4, 5)), max_new_tokens=9, **kw)
-    assert decode.compile_count() == start + 2
+    dec.generate(_prompts(lengths=(17, 3, 4, 5)), max_new_tokens=9, **kw)
+    assert dec.compile_count == start + 2
 
 
 def test_bucket_helpers():
@@ -174,14 +177,15 @@ def test_bucket_helpers():
 
 def test_argument_checks(tiny_factory):
     _, model = tiny_factory("qwen3_tied")
+    dec = Decoder(model)
     with pytest.raises(ValueError, match="empty"):
-        greedy_generate(model, [[1, 2], []], max_new_tokens=2, eos_ids=2)
+        dec.generate([[1, 2], []], max_new_tokens=2, eos_ids=2)
     with pytest.raises(ValueError, match="outside"):
-        greedy_generate(model, [[1, 999]], max_new_tokens=2, eos_ids=2)
+        dec.generate([[1, 999]], max_new_tokens=2, eos_ids=2)
     with pytest.raises(ValueError, match="tokenizer"):
-        greedy_generate(model, [[1, 2]], max_new_tokens=2, eos_ids=2, stop_strings=["x"])
-    assert greedy_generate(model, [[1, 2], [3]], max_new_tokens=0, eos_ids=2) == [[], []]
-    assert greedy_generate(model, [], max_new_tokens=4, eos_ids=2) == []
+        dec.generate([[1, 2]], max_new_tokens=2, eos_ids=2, stop_strings=["x"])
+    assert dec.generate([[1, 2], [3]], max_new_tokens=0, eos_ids=2) == [[], []]
+    assert dec.generate([], max_new_tokens=4, eos_ids=2) == []
 
 
 # ------------------------------------------------------------------------- real SmolLM2 weights
@@ -234,8 +238,8 @@ def test_smollm2_matches_hf_generate_and_stop_strings(smollm2):
     assert len({len(p) for p in prompts}) > 1
     eos = tokenizer.eos_token_id
     max_new = 16
-    ours = greedy_generate(model, prompts, max_new_tokens=max_new, eos_ids=[eos],
-                           pad_id=tokenizer.pad_token_id or 0, progress=False)
+    dec = Decoder(model, pad_id=tokenizer.pad_token_id or 0)
+    ours = dec.generate(prompts, max_new_tokens=max_new, eos_ids=[eos], progress=False)
     ref = [_hf_greedy(hf, p, max_new, eos) for p in prompts]
     assert ours == ref
     assert any(len(r) < max_new for r in ours)  # at least one answer ended with <|im_end|>
@@ -244,9 +248,8 @@ def test_smollm2_matches_hf_generate_and_stop_strings(smollm2):
     # (All prompts again, so the batch reuses the executables compiled above.)
     text = tokenizer.decode(ours[1])
     stop = text[len(text) // 2:len(text) // 2 + 4]
-    cut_rows = greedy_generate(model, prompts, max_new_tokens=max_new, eos_ids=eos,
-                               stop_strings=["@@never@@", stop], tokenizer=tokenizer,
-                               progress=False)
+    cut_rows = dec.generate(prompts, max_new_tokens=max_new, eos_ids=eos,
+                            stop_strings=["@@never@@", stop], tokenizer=tokenizer, progress=False)
     assert [r for i, r in enumerate(cut_rows) if stop not in tokenizer.decode(ours[i])] == [
         r for i, r in enumerate(ours) if stop not in tokenizer.decode(ours[i])]
     cut = cut_rows[1]
@@ -257,7 +260,7 @@ def test_smollm2_matches_hf_generate_and_stop_strings(smollm2):
 
     # Option scoring on real weights: log-probs of answer letters after a prompt.
     letters = [tokenizer.convert_tokens_to_ids(c) for c in ("A", "B", "C", "D")]
-    scores = score_options(model, prompts, letters, progress=False)
+    scores = dec.score_next(prompts, letters, progress=False)
     with torch.no_grad():
         logits = hf(torch.tensor([prompts[2]])).logits[0, -1].double()
     np.testing.assert_allclose(scores[2], torch.log_softmax(logits, -1)[letters].numpy(), atol=1e-4)

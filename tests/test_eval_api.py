@@ -10,7 +10,7 @@ import time
 import pytest
 
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation.api_client import APIConfig, APIError, ChatClient, request_key
+from globmed_jax.api_client import APIConfig, APIError, ChatClient, request_key
 from globmed_jax.evaluation.judge import judge_answers
 from openai_stub import StubServer
 

@@ -19,7 +19,9 @@ from globmed_jax.data import mini, prompts  # noqa: E402
 from globmed_jax.data.languages import get_language  # noqa: E402
 from globmed_jax.data.prompts import PromptConfig, answer_choices, answer_target  # noqa: E402
 from globmed_jax.evaluation import bench_config, extract, metrics, prompting, report, runner, scoring  # noqa: E402
+from globmed_jax.decode import Decoder  # noqa: E402
 from globmed_jax.models import from_pretrained, load_tokenizer  # noqa: E402
+from globmed_jax.models.tokenizer import pad_id  # noqa: E402
 from globmed_jax.training.bpe import train_bpe_tokenizer  # noqa: E402
 from openai_stub import StubServer  # noqa: E402
 
@@ -54,7 +56,8 @@ def tiny_ckpt(tmp_path_factory) -> tuple[pathlib.Path, object]:
 def tiny_model(tiny_ckpt):
     path, _ = tiny_ckpt
     model, _ = from_pretrained(path, dtype="float32", param_dtype="float32")
-    return model, load_tokenizer(path)
+    tok = load_tokenizer(path)
+    return Decoder(model, pad_id=pad_id(tok)), tok
 
 
 def _pick(records, per_cell: int, langs=LANGS):
@@ -82,15 +85,15 @@ def _torch_choice_logprobs(hf, tok, record, fmt: PromptConfig = PromptConfig()) 
 
 def test_loglik_matches_torch(tiny_ckpt, tiny_model):
     _, hf = tiny_ckpt
-    model, tok = tiny_model
+    decoder, tok = tiny_model
     records = _pick(TEST, 2)
     # Both scoring paths must be exercised: single-token choices (one prefill per record via
-    # decode.score_options) and multi-token ones (a forward per choice).
+    # Decoder.score_next) and multi-token ones (a forward per choice).
     n_tokens = {r.task: max(len(tok.encode(c, add_special_tokens=False)) for c in answer_choices(r)) for r in records}
     assert n_tokens["mcqa"] == 1 and n_tokens["nli"] > 1, n_tokens
 
-    ours = scoring.choice_logprobs(model, tok, records, batch_size=8)
-    preds = scoring.predict(model, tok, records, mode="loglik", batch_size=8)
+    ours = scoring.choice_logprobs(decoder, tok, records, batch_size=8)
+    preds = scoring.predict(decoder, tok, records, mode="loglik", batch_size=8)
     margins = []
     for r, s, p in zip(records, ours, preds):
         ref = _torch_choice_logprobs(hf, tok, r)
@@ -107,13 +110,13 @@ def test_option_text_scoring_matches_torch_and_predicts_letters(tiny_ckpt, tiny_
     """mcqa_answer="option_text": each option's TEXT is scored after the option-text prompt,
     and the prediction is the letter of the best one."""
     _, hf = tiny_ckpt
-    model, tok = tiny_model
+    decoder, tok = tiny_model
     fmt = PromptConfig(mcqa_answer="option_text")
     records = [r for r in _pick(TEST, 2) if r.task == "mcqa"]
     assert records and any(len(tok.encode(c, add_special_tokens=False)) > 1
                            for r in records for c in answer_choices(r, fmt))
-    ours = scoring.choice_logprobs(model, tok, records, prompt_config=fmt, batch_size=8)
-    preds = scoring.predict(model, tok, records, mode="loglik", prompt_config=fmt, batch_size=8)
+    ours = scoring.choice_logprobs(decoder, tok, records, prompt_config=fmt, batch_size=8)
+    preds = scoring.predict(decoder, tok, records, mode="loglik", prompt_config=fmt, batch_size=8)
     for r, s, p in zip(records, ours, preds):
         ref = _torch_choice_logprobs(hf, tok, r, fmt)
         np.testing.assert_allclose(s, ref, atol=2e-4, rtol=1e-5)
@@ -122,14 +125,14 @@ def test_option_text_scoring_matches_torch_and_predicts_letters(tiny_ckpt, tiny_
 
 
 def test_generate_mode_parses_its_own_text(tiny_model):
-    model, tok = tiny_model
+    decoder, tok = tiny_model
     records = _pick(TEST, 1, langs=("en", "sw"))
-    preds = scoring.predict(model, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
+    preds = scoring.predict(decoder, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
     for r, p in zip(records, preds):
         assert isinstance(p.text, str)
         assert p.predicted == extract.parse_answer(p.text, r)
         assert p.parse_failed == (p.predicted is None)
-    m = scoring.evaluate_records(model, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
+    m = scoring.evaluate_records(decoder, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
     expected = np.mean([scoring.is_correct(r, p) for r, p in zip(records, preds)])
     assert m["accuracy"] == pytest.approx(expected)
     assert m["parse_failure_rate"] == pytest.approx(np.mean([p.parse_failed for p in preds]))
@@ -235,7 +238,7 @@ def test_runner_end_to_end_resume_and_report(tiny_ckpt, tmp_path, monkeypatch):
     def counting_load(self):
         calls["load"] += 1
         real_load(self)
-        mesh = self._model.shard.mesh  # several devices: the runner shards the weights
+        mesh = self._decoder.model.shard.mesh  # several devices: the runner shards the weights
         mesh_sizes.append(None if mesh is None else mesh.devices.size)
 
     monkeypatch.setattr(scoring, "predict", counting_predict)
@@ -341,7 +344,7 @@ def test_cli_reports_missing_demo_checkpoints(tmp_path):
 def test_runner_jsonl_open_qa_with_judge(tmp_path):
     """Normalized JSONL data with an open-QA dataset; an API model answers and an API judge grades
     (both on the local server). Open-QA rows carry chrF, ROUGE-L and the judge's mean score."""
-    from data_pipelines.jsonl_io import write_records
+    from globmed_jax.data.records_io import write_records
     from globmed_jax.data.schema import Record
 
     closed = [r for r in _pick(TEST, 3, langs=("en", "sw")) if r.task == "mcqa"]

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("sacrebleu", reason="pip install 'globmed-jax[translate]'")
 pytest.importorskip("lingua", reason="pip install 'globmed-jax[translate]'")
 
-from data_pipelines.jsonl_io import iter_quarantine, load_records, write_records
+from data_pipelines.jsonl_io import iter_quarantine  # noqa: E402
 from data_pipelines.translate import (
     Glossary, GlossaryError, ReviewError, TranslateOptions, apply_review, clean_reply, export_review,
     protect, restore, translate_records)
@@ -26,6 +26,7 @@ from data_pipelines.translate.qc import LanguageIdentifier
 from data_pipelines.translate.records import record_fields
 from data_pipelines.translate.translators import APITranslator, api_settings
 from data_pipelines.validate import validate_records
+from globmed_jax.data.records_io import load_records, write_records  # noqa: E402
 from globmed_jax.data.schema import OPTION_LETTERS
 
 import translate_helpers as h

@@ -13,6 +13,7 @@ import pathlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, TypeVar, Union
 
 from globmed_jax.data.languages import get_language
+from globmed_jax.data.records_io import record_id
 from globmed_jax.data.schema import Record
 
 FILE_FIELD = "<file>"  # BadRecord.field for whole-file errors (malformed JSON/CSV/XML, bad UTF-8)
@@ -184,7 +185,7 @@ def make_record(
     """
     sid = source_id if source_id is not None else f"{dataset}:{local_id}"
     return Record(
-        id=f"{sid}@{language}",
+        id=record_id(sid, language),
         source_id=sid,
         dataset=dataset,
         language=language,

@@ -8,9 +8,8 @@ from typing import Any, Iterator
 
 from data_pipelines.importers.base import FieldError, ImportOptions, Item, guarded_file, list_files
 from data_pipelines.importers.convert import convert_entries, line_entries
+from globmed_jax.data.records_io import QUARANTINE_NAME
 from globmed_jax.data.schema import Record
-
-QUARANTINE_NAME = "quarantine.jsonl"
 
 
 def record_from_json(obj: Any) -> Record:

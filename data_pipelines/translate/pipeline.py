@@ -30,7 +30,7 @@ import pathlib
 import sys
 from typing import Any, Iterable, Mapping, Sequence
 
-from data_pipelines.jsonl_io import load_records
+from globmed_jax.data.records_io import load_records
 from data_pipelines.translate.cache import BACK, FORWARD, Key, TranslationCache
 from data_pipelines.translate.placeholders import Glossary, Protected, Protector, restore, strip_spans
 from data_pipelines.translate.qc import (

@@ -12,7 +12,8 @@ import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
 from data_pipelines.importers.normalized import QUARANTINE_NAME
-from data_pipelines.jsonl_io import RecordWriter, iter_quarantine, record_path
+from data_pipelines.jsonl_io import iter_quarantine
+from globmed_jax.data.records_io import RecordWriter, record_id, record_path
 from globmed_jax.data.schema import Record
 
 OPTION_PREFIX = "option:"
@@ -61,8 +62,8 @@ def target_id(r: Record, language: str) -> str:
     """The id of ``r``'s translation: ``<source_id>@<lang>`` for importer ids
     (``<source_id>@<source lang>``), the language segment swapped for ``<ds>/<lang>/...`` ids
     (GlobMed-mini), else ``<id>@<lang>``."""
-    if r.id == f"{r.source_id}@{r.language}":
-        return f"{r.source_id}@{language}"
+    if r.id == record_id(r.source_id, r.language):
+        return record_id(r.source_id, language)
     seg = f"/{r.language}/"
     if seg in r.id:
         return r.id.replace(seg, f"/{language}/", 1)

@@ -28,7 +28,7 @@ import pathlib
 import random
 from typing import Any, Mapping, Sequence
 
-from data_pipelines.jsonl_io import load_records
+from globmed_jax.data.records_io import load_records
 from data_pipelines.translate.cache import TranslationCache
 from data_pipelines.translate.qc import FieldResult, Issue, structural_issues
 from data_pipelines.translate.records import (

@@ -7,9 +7,9 @@ A translator turns a batch of texts from one language into another::
         def translate(self, texts, source, target) -> list[str]: ...
 
 ``LocalTranslator`` (``local:<hf dir>``) prompts a local checkpoint through its chat template
-and decodes with :func:`globmed_jax.decode.greedy_generate` (length-sorted batches, bucketed
+and decodes with :meth:`globmed_jax.decode.Decoder.generate` (length-sorted batches, bucketed
 shapes). ``APITranslator`` (``api:<model>``) sends the same chat messages to an
-OpenAI-compatible endpoint through the bench's :class:`~globmed_jax.evaluation.api_client.ChatClient`
+OpenAI-compatible endpoint through the bench's :class:`~globmed_jax.api_client.ChatClient`
 (bounded concurrency, retries with backoff, timeouts, on-disk cache). Tests plug in any object
 with ``name`` and ``translate``.
 """
@@ -24,7 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 from data_pipelines.translate.placeholders import PLACEHOLDER_RE
 from globmed_jax.data.languages import get_language
-from globmed_jax.evaluation.api_client import APIConfig
+from globmed_jax.api_client import APIConfig
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class LocalTranslator:
         self.name = f"{LOCAL_PREFIX}{self.path.resolve().name}"
         self.max_new_tokens, self.length_ratio, self.batch_size = max_new_tokens, length_ratio, batch_size
         self.dtype, self.shard, self.enable_thinking, self.progress = dtype, shard, enable_thinking, progress
-        self._model = self._tokenizer = None
+        self._decoder = self._tokenizer = None
         self.calls = 0  # texts translated (not cached), for logs and tests
 
     def load(self) -> None:
@@ -124,8 +124,12 @@ class LocalTranslator:
 
             mesh = make_mesh()
         log.info("loading translator %s (%s, mesh=%s)", self.path, self.dtype, None if mesh is None else dict(mesh.shape))
-        self._model, _ = from_pretrained(self.path, dtype=self.dtype, param_dtype=self.dtype, mesh=mesh)
+        from globmed_jax.decode import Decoder
+        from globmed_jax.models.tokenizer import pad_id
+
+        model, _ = from_pretrained(self.path, dtype=self.dtype, param_dtype=self.dtype, mesh=mesh)
         self._tokenizer = load_tokenizer(self.path)
+        self._decoder = Decoder(model, pad_id=pad_id(self._tokenizer))
 
     def _prompt_ids(self, text: str, source: str, target: str) -> list[int]:
         kwargs = {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
@@ -138,20 +142,18 @@ class LocalTranslator:
 
     def translate_mixed(self, items: Sequence[tuple[str, str, str]]) -> list[str]:
         """Translations of ``(text, source, target)`` items, any language pairs mixed."""
-        from globmed_jax import decode
-        from globmed_jax.evaluation.scoring import eos_ids
+        from globmed_jax.models.tokenizer import eos_ids
 
         if not items:
             return []
-        if self._model is None:
+        if self._decoder is None:
             self.load()
         tok = self._tokenizer
         prompts = [self._prompt_ids(*item) for item in items]
         longest = max(len(tok.encode(t, add_special_tokens=False)) for t, _, _ in items)
         max_new = max(1, min(self.max_new_tokens, int(self.length_ratio * longest) + 16))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        outs = decode.greedy_generate(self._model, prompts, max_new_tokens=max_new, eos_ids=eos_ids(tok),
-                                      pad_id=int(pad), batch_size=self.batch_size, progress=self.progress)
+        outs = self._decoder.generate(prompts, max_new_tokens=max_new, eos_ids=eos_ids(tok),
+                                      batch_size=self.batch_size, progress=self.progress)
         self.calls += len(items)
         texts = tok.batch_decode(outs, skip_special_tokens=True)
         return [clean_reply(t, target) for t, (_, _, target) in zip(texts, items)]
@@ -172,7 +174,7 @@ class APITranslator:
 
     def __init__(self, model: str, settings: APIConfig, *, cache_path: str | pathlib.Path | None = None,
                  progress: bool = False, client: Any = None):
-        from globmed_jax.evaluation.api_client import ChatClient
+        from globmed_jax.api_client import ChatClient
 
         if client is None:
             if not settings.base_url:

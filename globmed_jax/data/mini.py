@@ -38,12 +38,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import json
 import pathlib
 import random
 import re
 from typing import Callable, Iterable, Mapping, Sequence
 
+from globmed_jax.data import records_io
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, YES_NO_MAYBE, Record
 
@@ -686,20 +686,8 @@ def source(family: str, language: str, config: MiniConfig = MiniConfig()) -> Cal
 
 def write_jsonl(out_dir: str | pathlib.Path, config: MiniConfig = MiniConfig()) -> dict[tuple[str, str, str], pathlib.Path]:
     """Writes ``<out>/<dataset>/<language>/<split>.jsonl`` (the importers' layout); returns the paths."""
-    out_dir = pathlib.Path(out_dir)
-    grouped: dict[tuple[str, str, str], list[Record]] = collections.defaultdict(list)
-    for split in MINI_SPLITS:
-        for r in _generate(config, split):
-            grouped[(r.dataset, r.language, split)].append(r)
-    paths = {}
-    for (dataset, language, split), recs in sorted(grouped.items()):
-        path = out_dir / dataset / language / f"{split}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            for r in recs:
-                fh.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
-        paths[(dataset, language, split)] = path
-    return paths
+    paths = records_io.write_records((r for split in MINI_SPLITS for r in _generate(config, split)), out_dir)
+    return dict(sorted(paths.items()))
 
 
 def counts(records: Iterable[Record]) -> dict[tuple[str, str, str], int]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from globmed_jax.data import mini
+from globmed_jax.data import mini, records_io
 from globmed_jax.data.schema import SPLITS, Record
 
 RecordSource = Callable[[str], Sequence[Record]]
@@ -64,20 +63,7 @@ class JsonlSource:
 
 @functools.lru_cache(maxsize=64)
 def _read_jsonl_split(directory: str, split: str) -> tuple[Record, ...]:
-    root = pathlib.Path(directory)
-    direct = root / f"{split}.jsonl"
-    paths = [direct] if direct.is_file() else sorted(root.rglob(f"{split}.jsonl"))
-    out = []
-    for path in paths:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    out.append(Record.from_json(json.loads(line)))
-                except (ValueError, TypeError) as err:
-                    raise ValueError(f"{path}:{lineno}: bad record: {err}") from err
-    return tuple(out)
+    return tuple(records_io.read_split(directory, split))
 
 
 # ---------------------------------------------------------------------------------------------

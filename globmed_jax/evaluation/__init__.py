@@ -1,12 +1,11 @@
-"""GlobMed-Bench: scoring, answer extraction, statistics, API client, runner and report.
+"""GlobMed-Bench: scoring, answer extraction, statistics, judge, runner and report.
 
-Modules (import what you need; ``api_client``, ``extract`` and ``metrics`` do not import JAX):
+Modules (import what you need; ``extract`` and ``metrics`` do not import JAX):
 
-* ``scoring``: ``predict`` / ``evaluate_records`` with a local model (loglik or generate).
+* ``scoring``: ``predict`` / ``evaluate_records`` with a local model's ``Decoder`` (loglik or generate).
 * ``prompting``: zero/k-shot prompts, English or item-language instructions.
 * ``extract``: parse free-form answers in the 12 default languages.
 * ``metrics``: bootstrap CI, macro averages, resource gap, consistency, chrF, ROUGE-L.
-* ``api_client``: OpenAI-compatible chat client (retries, concurrency, on-disk cache).
 * ``judge``: LLM-as-judge 1-5 scores for open QA.
 * ``runner`` / ``report``: the resumable models x datasets x languages sweep and its leaderboard.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ml_collections import ConfigDict
 
+from globmed_jax.api_client import endpoint_defaults
 from globmed_jax.data.languages import DEFAULT_LANGUAGES
 
 
@@ -25,8 +26,7 @@ def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
     spread the weights over all local devices when there are several."""
     spec = ConfigDict(dict(
         path=path, setup=setup, dtype="bfloat16", param_dtype="bfloat16", shard=True, mode="",
-        enable_thinking="", mcqa_answer="", batch_size=0,
-        base_url="", api_key_env="", max_concurrency=8, timeout_s=60.0, max_retries=5, backoff_s=1.0,
+        enable_thinking="", mcqa_answer="", batch_size=0, **endpoint_defaults(),
     ))
     spec.update(overrides)
     return spec
@@ -59,7 +59,7 @@ def default_config() -> ConfigDict:
     ))
     c.judge = ConfigDict(dict(
         enabled=False,  # LLM-as-judge 1-5 scores for open_qa cells
-        model="", base_url="", api_key_env="", max_concurrency=4, timeout_s=60.0, max_retries=5,
+        model="", **endpoint_defaults(max_concurrency=4),
     ))
     c.models = ConfigDict()
     return c

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation.api_client import ChatClient
+from globmed_jax.api_client import ChatClient
 
 JUDGE_SYSTEM = "You are a strict medical examiner grading answers to medical questions."
 JUDGE_TEMPLATE = (

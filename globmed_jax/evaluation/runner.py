@@ -17,7 +17,7 @@ mixing settings in one table.
 
 Local models are HF checkpoint directories loaded with ``models.from_pretrained`` (sharded
 over all devices with ``sharding.make_mesh`` when there are several); ``api:<name>`` models go
-through ``api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache/<model>.jsonl``.
+through ``globmed_jax.api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache/<model>.jsonl``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, metrics, prompting
-from globmed_jax.evaluation.api_client import APIConfig, ChatClient
+from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.evaluation.scoring import Prediction
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,13 @@ def load_records(data: Any, split: str) -> list[Record]:
 
         records = mini.generate(mini.MiniConfig(), split)
     elif data.source == "jsonl":
-        from data_pipelines.jsonl_io import load_records as load_jsonl
+        from globmed_jax.data.records_io import read_split
 
         root = pathlib.Path(data.path)
         if not root.is_dir():
             raise FileNotFoundError(f"data.path {root} is not a directory of normalized JSONL "
                                     "(<dataset>/<language>/<split>.jsonl); build it with python -m data_pipelines.build")
-        records = [r for f in sorted(root.rglob(f"{split}.jsonl")) for r in load_jsonl(f)]
+        records = read_split(root, split)
     else:
         raise ValueError(f"data.source must be 'mini' or 'jsonl', got {data.source!r}")
     datasets, languages = set(data.datasets), set(data.languages)
@@ -127,7 +127,7 @@ class LocalModel:
     def __init__(self, name: str, spec: Any, config: Any):
         self.name, self.spec, self.config = name, spec, config
         self.path = check_local_path(name, spec)
-        self._model = self._tokenizer = None
+        self._decoder = self._tokenizer = None
 
     def load(self) -> None:
         import jax
@@ -138,18 +138,21 @@ class LocalModel:
         mesh = make_mesh() if self.spec.shard and jax.device_count() > 1 else None
         log.info("loading %s from %s (%s, mesh=%s)", self.name, self.path, self.spec.dtype,
                  None if mesh is None else dict(mesh.shape))
-        self._model, _ = from_pretrained(self.path, dtype=self.spec.dtype, param_dtype=self.spec.param_dtype,
-                                         mesh=mesh)
+        from globmed_jax.decode import Decoder
+        from globmed_jax.models.tokenizer import pad_id
+
+        model, _ = from_pretrained(self.path, dtype=self.spec.dtype, param_dtype=self.spec.param_dtype, mesh=mesh)
         self._tokenizer = load_tokenizer(self.path)
+        self._decoder = Decoder(model, pad_id=pad_id(self._tokenizer))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
         from globmed_jax.evaluation import scoring
 
-        if self._model is None:
+        if self._decoder is None:
             self.load()
         c = self.config
         return scoring.predict(
-            self._model, self._tokenizer, records, mode=effective_mode(c, self.spec),
+            self._decoder, self._tokenizer, records, mode=effective_mode(c, self.spec),
             prompt_config=_prompt_config(c, self.spec), few_shot=shots, num_shots=c.num_shots or None,
             instruction_language=c.instruction_language, batch_size=self.spec.batch_size or c.batch_size,
             max_new_tokens=_max_new_tokens(c, records), seed=c.seed)
@@ -162,11 +165,8 @@ class APIModel:
         self.name, self.spec, self.config = name, spec, config
         if not spec.base_url:
             raise ValueError(f"model {name!r}: API models need models.{name}.base_url")
-        self.client = ChatClient(APIConfig(
-            base_url=spec.base_url, model=str(spec.path)[len(API_PREFIX):], api_key_env=spec.api_key_env,
-            timeout_s=spec.timeout_s, max_retries=spec.max_retries, backoff_s=spec.backoff_s,
-            max_concurrency=spec.max_concurrency,
-            cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
+        self.client = ChatClient(APIConfig.from_mapping(
+            spec, model=str(spec.path)[len(API_PREFIX):], cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
         c = self.config
@@ -289,9 +289,8 @@ def _judge_client(config: Any, out_dir: pathlib.Path) -> ChatClient | None:
         return None
     if not (j.model and j.base_url):
         raise ValueError("judge.enabled needs judge.model and judge.base_url")
-    return ChatClient(APIConfig(base_url=j.base_url, model=j.model, api_key_env=j.api_key_env,
-                                timeout_s=j.timeout_s, max_retries=j.max_retries, max_concurrency=j.max_concurrency,
-                                cache_path=str(out_dir / "api_cache" / f"judge_{j.model.replace('/', '_')}.jsonl")))
+    return ChatClient(APIConfig.from_mapping(
+        j, cache_path=str(out_dir / "api_cache" / f"judge_{j.model.replace('/', '_')}.jsonl")))
 
 
 def run(config: Any) -> dict[str, Any]:

@@ -7,14 +7,14 @@ scored by the SUMMED log-probability of its token ids appended to the prompt ids
 (``choice_labels``: the letter for mcqa) is the prediction, so nothing is parsed and
 ``parse_failed`` is always False. When every
 choice of a record is a single token, that sum is the next-token log-prob after the prompt and
-one prefill per record suffices (``decode.score_options``); otherwise the prompt is prefilled
-once into a KV cache and every choice runs only its own few tokens against it (shared prefix),
-and only the choice positions are projected to the vocabulary. No length normalization: a
+one prefill per record suffices (``Decoder.score_next``); otherwise the prompt is prefilled
+once into a KV cache and every choice runs only its own few tokens against it
+(``Decoder.score_continuations``). No length normalization: a
 model trained on the targets gives each its full likelihood (measured on the demo model:
 per-token averaging of option texts was no better).
 
-``generate``: greedy decoding (``decode.greedy_generate``), stopping at the tokenizer's EOS or
-an end-of-turn token (``END_TOKENS``: ``<|im_end|>``, Llama 3's ``<|eot_id|>``, ...); the text
+``generate``: greedy decoding (``Decoder.generate``), stopping at the tokenizer's EOS or
+an end-of-turn token (``models.tokenizer.END_TOKENS``: ``<|im_end|>``, Llama 3's ``<|eot_id|>``, ...); the text
 is parsed by ``extract.parse_answer``. Unparseable answers have
 ``predicted=None, parse_failed=True`` and count as wrong. open_qa records are always generated
 (there is nothing to rank); their prediction is the cleaned text.
@@ -23,26 +23,21 @@ is parsed by ``extract.parse_answer``. Unparseable answers have
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 from collections import defaultdict
 from typing import Any, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from globmed_jax import decode
 from globmed_jax.data.prompts import PromptConfig, answer_choices, choice_labels, gold_label
 from globmed_jax.data.schema import Record
+from globmed_jax.decode import Decoder
 from globmed_jax.evaluation import extract, prompting
-from globmed_jax.sharding import logical_to_spec
+from globmed_jax.models.tokenizer import eos_ids
 
 MODES = ("loglik", "generate")
 
 __all__ = ["Prediction", "predict", "evaluate_records", "choice_logprobs", "prompt_ids", "is_correct",
-           "summarize", "eos_ids", "END_TOKENS", "MODES"]
+           "summarize", "MODES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,108 +67,15 @@ def prompt_ids(tokenizer: Any, records: Sequence[Record], *, prompt_config: Prom
     return out
 
 
-# End-of-turn / end-of-text tokens of the chat formats we support (ChatML: Qwen, SmolLM2;
-# Llama 3), stopped at in addition to the tokenizer's own EOS, which for base checkpoints is the
-# end-of-text token although the chat template ends turns with another one.
-END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
+# ----------------------------------------------------------------------- choice scoring
 
 
-def eos_ids(tokenizer: Any) -> list[int]:
-    """The tokenizer's EOS plus every ``END_TOKENS`` entry its vocabulary has."""
-    ids = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    vocab = tokenizer.get_vocab()
-    ids.update(int(vocab[t]) for t in END_TOKENS if t in vocab)
-    return sorted(ids)
-
-
-def _pad_id(tokenizer: Any) -> int:
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return int(pad) if pad is not None else 0
-
-
-# ----------------------------------------------------------------------- full choice scoring
-
-
-def _batch_shards(model) -> int:
-    """How many ways the model's mesh splits the batch (the batch must be a multiple)."""
-    mesh = model.shard.mesh
-    if mesh is None:
-        return 1
-    entry = logical_to_spec(("activation_batch",), model.shard.rules)[0]
-    axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
-    return math.prod(mesh.shape[a] for a in axes)
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _prefix_choice_logprobs(graphdef, state, tokens, mask, choices, choice_mask):
-    """Summed log-probs of several continuations sharing one prompt, ``[B,O]`` f32.
-
-    tokens, mask ``[B,P]`` (left-padded prompt); choices, choice_mask ``[B,O,C]`` (right-padded
-    continuation ids). The prompt is prefilled ONCE into a KV cache; each option then runs only
-    its C tokens against that cache (the cache is a value, so every option starts from the same
-    prefix). Token 0 of an option is scored by the prefill's last position, token k by the
-    option's own position k-1."""
-    model = nnx.merge(graphdef, state)
-    tokens = model.shard.constrain(tokens, ("activation_batch", "activation_length"))
-    mask = model.shard.constrain(mask, ("activation_batch", "activation_length"))
-    b, p = tokens.shape
-    c = choices.shape[2]
-    out = model.forward(tokens, attention_mask=mask, cache=model.init_cache(b, p + c), compute_logits=False)
-    first = jax.nn.log_softmax(model.logits_from_hidden(out.hidden[:, -1]).astype(jnp.float32), axis=-1)
-    sums = []
-    for o in range(choices.shape[1]):  # O <= 10: unrolled
-        ids, valid = choices[:, o], choice_mask[:, o]
-        lp0 = jnp.take_along_axis(first, ids[:, :1], axis=1)  # [B,1]
-        if c > 1:
-            res = model.forward(ids, attention_mask=valid, cache=out.cache, compute_logits=False)
-            logp = jax.nn.log_softmax(model.logits_from_hidden(res.hidden[:, :-1]).astype(jnp.float32), axis=-1)
-            lp = jnp.concatenate([lp0, jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]], axis=1)
-        else:
-            lp = lp0
-        sums.append(jnp.sum(jnp.where(valid, lp, 0.0), axis=1))
-    return jnp.stack(sums, axis=1)
-
-
-def _shared_prefix_logprobs(model, prompts: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]],
-                            *, pad_id: int, batch_size: int, progress: bool) -> np.ndarray:
-    """``[N, O]`` summed log-prob of each of the O continuations of every prompt (all prompts
-    have O options)."""
-    n, n_opt = len(prompts), len(choices[0])
-    out = np.zeros((n, n_opt), np.float64)
-    graphdef, state = nnx.split(model)
-    b = decode.batch_bucket(min(batch_size, n), _batch_shards(model))
-    order = sorted(range(n), key=lambda i: -len(prompts[i]))  # similar lengths share a bucket
-    groups = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        groups = tqdm(groups, desc="loglik", unit="batch")
-    for idx in groups:
-        p = decode.bucket_length(max(len(prompts[i]) for i in idx))
-        c = decode.bucket_length(max(len(x) for i in idx for x in choices[i]), 1)
-        tokens = np.full((b, p), pad_id, np.int32)
-        mask = np.zeros((b, p), np.int32)
-        ids = np.full((b, n_opt, c), pad_id, np.int32)
-        valid = np.zeros((b, n_opt, c), bool)
-        for row, i in enumerate(idx):
-            tokens[row, p - len(prompts[i]):] = prompts[i]
-            mask[row, p - len(prompts[i]):] = 1
-            for o, x in enumerate(choices[i]):
-                ids[row, o, :len(x)] = x
-                valid[row, o, :len(x)] = True
-        mask[len(idx):, -1] = 1  # batch-padding rows: one dummy token, so no row is empty
-        sums = _prefix_choice_logprobs(graphdef, state, tokens, mask, ids, valid)
-        out[idx] = np.asarray(sums, np.float64)[:len(idx)]
-    return out
-
-
-def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
+def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *,
                     prompts: Sequence[Sequence[int]] | None = None, prompt_config: PromptConfig = PromptConfig(),
                     batch_size: int = 32, progress: bool = False) -> list[np.ndarray]:
     """Per record, the summed log-prob of each ``answer_choices`` entry given its prompt (in
-    choice order). ``prompts`` defaults to the zero-shot English-instruction prompt ids."""
+    choice order, ``[O]`` float64 each). ``prompts`` defaults to the zero-shot
+    English-instruction prompt ids."""
     if prompts is None:
         prompts = prompt_ids(tokenizer, records, prompt_config=prompt_config)
     choices = []
@@ -182,18 +84,16 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
         if cs is None:
             raise ValueError(f"record {r.id}: task {r.task!r} has no closed answer set to score")
         choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
-    pad_id = _pad_id(tokenizer)
     scores: list[np.ndarray | None] = [None] * len(records)
     single = [i for i, cs in enumerate(choices) if all(len(c) == 1 for c in cs)]
-    # Single-token choices: one prefill per record, grouped by option count (score_options
+    # Single-token choices: one prefill per record, grouped by option count (score_next
     # takes a rectangular [N, O] id table).
     by_count: dict[int, list[int]] = defaultdict(list)
     for i in single:
         by_count[len(choices[i])].append(i)
     for idx in by_count.values():
         table = np.asarray([[c[0] for c in choices[i]] for i in idx], np.int32)
-        s = decode.score_options(model, [prompts[i] for i in idx], table, pad_id=pad_id,
-                                 batch_size=batch_size, progress=progress)
+        s = decoder.score_next([prompts[i] for i in idx], table, batch_size=batch_size, progress=progress)
         for row, i in enumerate(idx):
             scores[i] = np.asarray(s[row], np.float64)
     multi: dict[int, list[int]] = defaultdict(list)
@@ -201,8 +101,8 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
         if scores[i] is None:
             multi[len(choices[i])].append(i)
     for idx in multi.values():
-        sums = _shared_prefix_logprobs(model, [prompts[i] for i in idx], [choices[i] for i in idx],
-                                       pad_id=pad_id, batch_size=batch_size, progress=progress)
+        sums = decoder.score_continuations([prompts[i] for i in idx], [choices[i] for i in idx],
+                                           batch_size=batch_size, progress=progress)
         for row, i in enumerate(idx):
             scores[i] = sums[row]
     return scores  # type: ignore[return-value]
@@ -211,13 +111,15 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
 # --------------------------------------------------------------------------------- predict
 
 
-def predict(model, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
+def predict(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
             prompt_config: PromptConfig = PromptConfig(), few_shot: Sequence[Record] = (),
             num_shots: int | None = None, instruction_language: str = "en", batch_size: int = 32,
             max_new_tokens: int = 16, progress: bool = False, seed: int = 0) -> list[Prediction]:
     """One ``Prediction`` per record, in order.
 
     Args:
+      decoder: the model's ``Decoder`` (its ``pad_id`` should be the tokenizer's,
+        ``models.tokenizer.pad_id``).
       mode: "loglik" (rank the closed choices) or "generate" (greedy decode + parse).
       prompt_config: instructions/labels/system prompt (``data.prompts.PromptConfig``).
       few_shot: a pool of solved (train-split) records; each item gets ``num_shots`` of them
@@ -235,15 +137,14 @@ def predict(model, tokenizer: Any, records: Sequence[Record], *, mode: str = "lo
     preds: list[Prediction | None] = [None] * len(records)
     ranked = [i for i, r in enumerate(records) if mode == "loglik" and answer_choices(r) is not None]
     if ranked:
-        scores = choice_logprobs(model, tokenizer, [records[i] for i in ranked], prompts=[ids[i] for i in ranked],
+        scores = choice_logprobs(decoder, tokenizer, [records[i] for i in ranked], prompts=[ids[i] for i in ranked],
                                  prompt_config=prompt_config, batch_size=batch_size, progress=progress)
         for i, s in zip(ranked, scores):
             preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None)
     gen = [i for i in range(len(records)) if preds[i] is None]
     if gen:
-        outs = decode.greedy_generate(model, [ids[i] for i in gen], max_new_tokens=max_new_tokens,
-                                      eos_ids=eos_ids(tokenizer), pad_id=_pad_id(tokenizer),
-                                      batch_size=batch_size, progress=progress)
+        outs = decoder.generate([ids[i] for i in gen], max_new_tokens=max_new_tokens, eos_ids=eos_ids(tokenizer),
+                                batch_size=batch_size, progress=progress)
         texts = tokenizer.batch_decode(outs, skip_special_tokens=True)
         for i, text in zip(gen, texts):
             parsed = extract.parse_answer(text, records[i])
@@ -291,8 +192,8 @@ def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> d
     return out
 
 
-def evaluate_records(model, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
+def evaluate_records(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
                      **predict_kwargs: Any) -> dict[str, float]:
     """``summarize(records, predict(...))``: flat metrics for training logs."""
     records = list(records)
-    return summarize(records, predict(model, tokenizer, records, mode=mode, **predict_kwargs))
+    return summarize(records, predict(decoder, tokenizer, records, mode=mode, **predict_kwargs))

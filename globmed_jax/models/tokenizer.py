@@ -69,3 +69,26 @@ def build_qwen3_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
     return tokenizer
 
+
+
+# End-of-turn / end-of-text tokens of the chat formats we support (ChatML: Qwen, SmolLM2;
+# Llama 3), stopped at in addition to the tokenizer's own EOS, which for base checkpoints is the
+# end-of-text token although the chat template ends turns with another one.
+END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
+
+
+def eos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids generation stops at: the tokenizer's EOS plus every ``END_TOKENS`` entry its
+    vocabulary has (sorted)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    vocab = tokenizer.get_vocab()
+    ids.update(int(vocab[t]) for t in END_TOKENS if t in vocab)
+    return sorted(ids)
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The tokenizer's pad id, 0 when it has none (padding is masked, so any id works)."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return int(pad) if pad is not None else 0

@@ -7,13 +7,12 @@ name must be registered beforehand, e.g. JSONL built by ``data_pipelines.build``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
 import ml_collections
 
-from globmed_jax.data import mini, prompts, tasks
+from globmed_jax.data import mini, prompts, records_io, tasks
 from globmed_jax.data.pipeline import PipelineConfig, make_train_iterator
 
 
@@ -50,9 +49,10 @@ def register_jsonl_directory(directory: Path, mixture: str, temperature: float,
         dataset, language = train_file.parent.parent.name, train_file.parent.name
         if language not in languages:
             continue
-        with train_file.open() as fh:
-            first = json.loads(fh.readline())
-        found.append((dataset, language, first["task"]))
+        first = next(records_io.iter_records(train_file), None)
+        if first is None:
+            raise ValueError(f"{train_file} has no records")
+        found.append((dataset, language, first.task))
     if not found:
         raise FileNotFoundError(f"no <dataset>/<language>/train.jsonl files for {languages} under {directory}")
     names = tasks.register_jsonl_tasks(directory, found, overwrite=True)

@@ -59,11 +59,19 @@ def make_eval_fn(config: ml_collections.ConfigDict):
     if not records:
         return None, records
 
-    def eval_fn(model, tokenizer, step: int) -> dict[str, Any]:
-        from globmed_jax.evaluation.scoring import evaluate_records
+    decoders: list[Any] = []  # one Decoder for the run: every evaluation reuses its executables
 
+    def eval_fn(model, tokenizer, step: int) -> dict[str, Any]:
+        from globmed_jax.decode import Decoder
+        from globmed_jax.evaluation.scoring import evaluate_records
+        from globmed_jax.models.tokenizer import pad_id
+
+        if not decoders:
+            decoders.append(Decoder(model, pad_id=pad_id(tokenizer)))
+        decoder = decoders[0]
+        decoder.model = model  # the loop merges a new model (same structure) for every evaluation
         log.info("evaluating %d held-out items at step %d", len(records), step)
-        return evaluate_records(model, tokenizer, records, mode="loglik", batch_size=config.eval.batch_size,
+        return evaluate_records(decoder, tokenizer, records, mode="loglik", batch_size=config.eval.batch_size,
                                 prompt_config=train_data.prompt_config(config))
 
     return eval_fn, records

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Messages = Sequence[Mapping[str, str]]
 
-__all__ = ["APIConfig", "APIError", "ChatClient", "request_key"]
+__all__ = ["APIConfig", "APIError", "ChatClient", "request_key", "ENDPOINT_FIELDS"]
 
 
 class APIError(RuntimeError):
@@ -62,6 +62,24 @@ class APIConfig:
     max_tokens: int = 256
     params: tuple[tuple[str, Any], ...] = ()
     cache_path: str = ""
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, Any], **overrides: Any) -> "APIConfig":
+        """The ``APIConfig`` of the entries of ``fields`` (e.g. a bench ``model_spec``) that are
+        APIConfig fields, others ignored, then ``overrides``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in dict(fields).items() if k in names}, **overrides})
+
+
+# The endpoint settings a user sets per model / judge / translator (bench configs expose these
+# keys with APIConfig's defaults; the rest is chosen by the caller).
+ENDPOINT_FIELDS = ("base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_s")
+
+
+def endpoint_defaults(**overrides: Any) -> dict[str, Any]:
+    """``{name: APIConfig default}`` of ``ENDPOINT_FIELDS`` (``base_url`` ""), updated by ``overrides``."""
+    defaults = {f.name: f.default for f in dataclasses.fields(APIConfig) if f.name in ENDPOINT_FIELDS}
+    return {**defaults, "base_url": "", **overrides}
 
 
 def request_key(model: str, messages: Messages, params: Mapping[str, Any]) -> str:
