@@ -11,6 +11,7 @@ from globmed_jax import sharding
 from globmed_jax.models import CausalLM, get_preset
 from globmed_jax.models.lora import add_lora
 from globmed_jax.training.loss import chunked_cross_entropy
+from globmed_jax.training.config import OptimConfig
 from globmed_jax.training.optim import decay_mask, make_optimizer
 from globmed_jax.training.step import (
     ModelTemplate, init_train_state, jit_train_step, make_train_step, state_shardings,
@@ -40,8 +41,8 @@ def make_batch(rows=8, seq=16, seed=0):
 
 def run_steps(model, mesh, batches, microbatches=1, lr=1e-2, trainable=nnx.Param, optimizer=None):
     template = ModelTemplate(model, trainable)
-    tx, schedule = optimizer or make_optimizer(template.initial_params, peak_lr=lr, warmup_steps=0,
-                                               total_steps=100, weight_decay=0.01)
+    tx, schedule = optimizer or make_optimizer(template.initial_params, OptimConfig(
+        peak_lr=lr, warmup_steps=0, total_steps=100, weight_decay=0.01))
     shardings = state_shardings(template, tx, mesh)
     state = init_train_state(template, tx, shardings)
     rows, seq = batches[0]["inputs"].shape
@@ -175,7 +176,7 @@ def test_prompt_loss_weight_equals_reweighted_mask_and_reports_answer_loss():
 
     def one_step(b, prompt_weight):
         template = ModelTemplate(tiny_model())
-        tx, schedule = make_optimizer(template.initial_params, peak_lr=1e-2, warmup_steps=0, total_steps=10)
+        tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-2, warmup_steps=0, total_steps=10))
         shardings = state_shardings(template, tx, mesh)
         step = jit_train_step(make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES,
                                               prompt_loss_weight=prompt_weight), shardings, mesh, 4, 16)

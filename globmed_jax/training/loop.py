@@ -189,7 +189,7 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
 
     run_dir = Path(config.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
-    validate(config, jax.device_count(), jax.process_count())
+    typed = validate(config, jax.device_count(), jax.process_count())
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     t = config.train
     languages = tuple(config.data.languages)
@@ -212,11 +212,7 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     trainable = nnx.LoRAParam if config.lora.rank > 0 else nnx.Param
     template = ModelTemplate(model, trainable)
     del model  # its buffers are donated to the train state
-    tx, schedule = make_optimizer(
-        template.initial_params, peak_lr=t.peak_lr, warmup_steps=t.warmup_steps, total_steps=t.steps,
-        end_lr_ratio=t.end_lr_ratio, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2, eps=t.eps,
-        clip_norm=t.clip_norm, decay_norms=t.decay_norms, decay_biases=t.decay_biases,
-        decay_embeddings=t.decay_embeddings)
+    tx, schedule = make_optimizer(template.initial_params, typed.train.optim)
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
