@@ -191,7 +191,7 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
 
     def one_step():
         holder["state"], metrics = step(holder["state"], batch)
-        return metrics["loss"]
+        return metrics.loss
 
     step_s = median_time(one_step, warmup=shape.warmup, repeats=shape.repeats, sync=jax.block_until_ready)
     loss = float(one_step())

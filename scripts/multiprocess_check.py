@@ -91,7 +91,7 @@ def train_losses(steps: int) -> list[float]:
         batch = {k: jax.make_array_from_process_local_data(data_sh, full[k][rows], (GLOBAL_BATCH, SEQ_LEN))
                  for k in BATCH_KEYS}
         state, metrics = step_fn(state, batch)
-        losses.append(float(metrics["loss"]))
+        losses.append(float(metrics.loss))
     return losses
 
 

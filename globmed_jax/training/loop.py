@@ -257,21 +257,21 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     def consume(item):
         step_no, metrics, batch_langs = item
         host = jax.device_get(metrics)
-        if not bool(host["finite"]):
+        if not bool(host.finite):
             present = sorted({languages[i] for i in np.unique(batch_langs) if i >= 0})
             message = f"non-finite loss at step {step_no} (batch languages: {', '.join(present)})"
             if t.on_nonfinite == "stop":
                 raise NonFiniteLossError(message + "; update skipped, stopping (train.on_nonfinite='stop')")
             log.warning("%s; update skipped", message)
-        loss = float(host["loss"])
+        loss = float(host.loss)
         summary["losses"][step_no] = loss
         throughput.tick()
         if step_no % config.log.every_steps == 0 or step_no == t.steps:
-            row = {"loss": loss, "grad_norm": float(host["grad_norm"]),
-                   "learning_rate": float(host["learning_rate"]),
-                   "token_accuracy": float(host["token_accuracy"]),
-                   "loss_tokens": float(host["loss_tokens"]),
-                   **per_language_losses(host["lang_loss_sum"], host["lang_tokens"], languages),
+            row = {"loss": loss, "grad_norm": float(host.grad_norm),
+                   "learning_rate": float(host.learning_rate),
+                   "token_accuracy": float(host.token_accuracy),
+                   "loss_tokens": float(host.loss_tokens),
+                   **per_language_losses(host.lang_loss_sum, host.lang_tokens, languages),
                    **throughput.report()}
             writer.write(step_no, row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "tokens_per_s", "mfu") if k in row})
@@ -298,8 +298,8 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
                 if eval_fn and config.eval.every_steps and step_no % config.eval.every_steps == 0:
                     consume(pending)
                     pending = None
-                    writer.write(step_no, eval_fn(template.merge(state.params, state.frozen), tokenizer, step_no),
-                                 kind="eval")
+                    metrics = eval_fn(template.merge(state.params, state.frozen), tokenizer, step_no)
+                    writer.write(step_no, metrics.flat(), kind="eval")
             if pending is not None:
                 consume(pending)
         finally:
@@ -320,13 +320,15 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     model = template.merge(state.params, state.frozen)
     if eval_fn is not None:
         summary["eval"] = eval_fn(model, tokenizer, final_step)
-        writer.write(final_step, summary["eval"], kind="eval")
+        writer.write(final_step, summary["eval"].flat(), kind="eval")
     if config.export.hf:
         exported = merge_lora(model) if config.lora.rank > 0 else model
         summary["export_dir"] = str(save_pretrained(exported, run_dir / "hf_export", tokenizer=tokenizer))
     writer.close()
     if jax.process_index() == 0:
         (run_dir / "summary.json").write_text(json.dumps(
-            {k: v for k, v in summary.items() if k != "losses"} | {"last_loss": summary["losses"].get(final_step)},
+            {k: v for k, v in summary.items() if k not in ("losses", "eval")}
+            | {"last_loss": summary["losses"].get(final_step)}
+            | ({"eval": summary["eval"].flat()} if "eval" in summary else {}),
             indent=2, default=str))
     return summary

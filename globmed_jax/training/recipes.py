@@ -59,8 +59,8 @@ def make_eval_fn(config: ml_collections.ConfigDict):
     if not records:
         return None, records
 
-    def eval_fn(model, tokenizer, step: int) -> dict[str, Any]:
-        from globmed_jax.evaluation.scoring import evaluate_records
+    def eval_fn(model, tokenizer, step: int):
+        from globmed_jax.evaluation.heldout_metrics import evaluate_records
 
         log.info("evaluating %d held-out items at step %d", len(records), step)
         return evaluate_records(model, tokenizer, records, mode="loglik", batch_size=config.eval.batch_size,
