@@ -1,23 +1,12 @@
-"""GlobMed-LLM recipe: full fine-tuning of Qwen3-8B on the GlobMed mixture.
-
-Meshes (override with --config.mesh.*):
-  * 8x H100 (one node):  data=1, fsdp=8, tensor=1   (default below)
-  * TPU v5p-8 / v6e-8:   data=1, fsdp=-1, tensor=1  (the same; -1 takes every chip)
-  * multi-node GPU:      data=<nodes>, fsdp=8, tensor=1 (FSDP inside a node, data parallel across)
+"""GlobMed-LLM recipe: full fine-tuning of Qwen3-8B on the GlobMed mixture (meshes: see
+``globmed_jax.training.config.globmed_recipe``).
 Base weights: `hf download Qwen/Qwen3-8B-Base --local-dir checkpoints/qwen3_8b` beforehand.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from globmed_base import globmed_recipe  # noqa: E402
+from globmed_jax.training.config import globmed_recipe
 
 
+# 128 x 2048 tokens in 2 microbatches: ~47 GiB per device on 8 devices (scripts/memory_plan.py);
+# TPU v5p-8 needs --config.train.microbatches=4, v6e-8 16 (docs/scaling.md).
 def get_config():
-    c = globmed_recipe(checkpoint="checkpoints/qwen3_8b", run_dir="runs/globmed_qwen3_8b",
-                       mesh=(1, -1, 1), remat="full")
-    # 128 x 2048 tokens in 2 microbatches: ~47 GiB per device on 8 devices (scripts/memory_plan.py);
-    # TPU v5p-8 needs --config.train.microbatches=4, v6e-8 16 (docs/scaling.md).
-    c.train.microbatches = 2
-    return c
+    return globmed_recipe("qwen3_8b", {"train.microbatches": 2})

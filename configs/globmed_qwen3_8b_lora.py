@@ -3,19 +3,12 @@
 bf16 frozen base weights (16 GB) + fp32 adapters and their AdamW state, full remat.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from globmed_base import globmed_recipe  # noqa: E402
+from globmed_jax.training.config import globmed_recipe
 
 
 def get_config():
-    c = globmed_recipe(checkpoint="checkpoints/qwen3_8b", run_dir="runs/globmed_qwen3_8b_lora",
-                       mesh=(1, 1, 1), global_batch=32, remat="full")
-    c.model.param_dtype = "bfloat16"  # frozen base weights; adapters are trained in this dtype too
-    c.lora.rank = 16
-    c.lora.alpha = 32.0
-    c.train.peak_lr = 1e-4
-    c.train.microbatches = 4
-    return c
+    return globmed_recipe("qwen3_8b", {
+        "run_dir": "runs/globmed_qwen3_8b_lora", "mesh.fsdp": 1, "train.global_batch_size": 32,
+        "model.param_dtype": "bfloat16",  # frozen base weights; adapters are trained in this dtype too
+        "lora.rank": 16, "lora.alpha": 32.0, "train.peak_lr": 1e-4, "train.microbatches": 4,
+    })

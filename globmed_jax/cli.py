@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import flags
 
@@ -71,12 +71,19 @@ def setup_logging(quiet: Sequence[str] = ("absl", "orbax", "jax._src", "etils", 
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_config_main(config_flag, main: Callable[[list[str]], int]) -> int:
-    """Parses flags (one-line errors), requires ``--config``, then runs ``main(argv)``."""
-    argv = parse_flags()
-    if argv is None:
+def define_config_flag(help_text: str):
+    """The locked ``--config`` file flag of an entry point (define at import, before parsing)."""
+    from ml_collections import config_flags
+
+    return config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+
+
+def run_config_main(config_flag, main: Callable[[Any], int]) -> int:
+    """Parses flags (one-line errors), requires ``--config``, sets up logging, runs ``main(config)``."""
+    if parse_flags() is None:
         return 2
     if config_flag.value is None:
         print("error: --config=configs/<name>.py is required", file=sys.stderr)
         return 2
-    return main(argv)
+    setup_logging()
+    return main(config_flag.value)

@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from ml_collections import config_flags
+from globmed_jax.cli import define_config_flag, run_config_main
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/bench_*.py).",
-                                          lock_config=True)
+_CONFIG = define_config_flag("Path to a config file (configs/bench_*.py).")
 
 
-def main(argv) -> int:
-    del argv
-    from globmed_jax.cli import setup_logging
-
-    setup_logging()
-    config = _CONFIG.value
-
+def main(config) -> int:
     from globmed_jax.evaluation import report, runner
     from globmed_jax.api_client import APIError
     from globmed_jax.models import CheckpointError, UnsupportedModelError
@@ -44,6 +37,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    from globmed_jax.cli import run_config_main
-
     sys.exit(run_config_main(_CONFIG, main))

@@ -49,6 +49,33 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
+def mesh_shape(data: int, fsdp: int, tensor: int, num_devices: int) -> tuple[int, int, int]:
+    """The ``(data, fsdp, tensor)`` sizes on ``num_devices`` devices, a -1 resolved to the rest.
+
+    The one check of mesh sizes: config validation calls it with a device count before any
+    device exists, ``make_mesh`` with the real devices. Raises ValueError naming the sizes.
+    """
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} tensor={tensor}")
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ValueError(f"mesh sizes must be positive or -1, got data={data} fsdp={fsdp} tensor={tensor}")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if num_devices % known:
+            raise ValueError(
+                f"cannot fill mesh data={data} fsdp={fsdp} tensor={tensor}: "
+                f"{num_devices} devices are not divisible by {known}"
+            )
+        sizes[sizes.index(-1)] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise ValueError(
+            f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} "
+            f"devices, but {num_devices} are available"
+        )
+    return sizes[0], sizes[1], sizes[2]
+
+
 def make_mesh(
     data: int = 1,
     fsdp: int = -1,
@@ -60,24 +87,7 @@ def make_mesh(
     Raises ValueError naming the sizes when they do not multiply to the number of devices.
     """
     devices = list(jax.devices() if devices is None else devices)
-    sizes = [data, fsdp, tensor]
-    if sizes.count(-1) > 1:
-        raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} tensor={tensor}")
-    if any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh sizes must be positive or -1, got data={data} fsdp={fsdp} tensor={tensor}")
-    known = math.prod(s for s in sizes if s != -1)
-    if -1 in sizes:
-        if len(devices) % known:
-            raise ValueError(
-                f"cannot fill mesh data={data} fsdp={fsdp} tensor={tensor}: "
-                f"{len(devices)} devices are not divisible by {known}"
-            )
-        sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
-        raise ValueError(
-            f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} "
-            f"devices, but {len(devices)} are available"
-        )
+    sizes = mesh_shape(data, fsdp, tensor, len(devices))
     device_grid = np.asarray(devices, dtype=object).reshape(sizes)
     return Mesh(device_grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from ml_collections import config_flags
+from globmed_jax.cli import define_config_flag, run_config_main
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = define_config_flag("Path to a config file (configs/*.py).")
 
 
-def main(argv) -> int:
-    del argv
+def main(config) -> int:
     from globmed_jax import distributed
-    from globmed_jax.cli import setup_logging
 
-    setup_logging()
-
-    config = _CONFIG.value
     distributed.maybe_initialize(config.distributed)
 
     from globmed_jax.models import CheckpointError, UnsupportedModelError
@@ -42,6 +36,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    from globmed_jax.cli import run_config_main
-
     sys.exit(run_config_main(_CONFIG, main))

@@ -165,6 +165,7 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
 
     from globmed_jax import sharding
     from globmed_jax.models import CausalLM
+    from globmed_jax.training.config import OptimConfig
     from globmed_jax.training.optim import make_optimizer
     from globmed_jax.training.loop import compile_step, memory_report
     from globmed_jax.training.step import (
@@ -174,7 +175,7 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
     cfg = model_config(shape, dtype="bfloat16", param_dtype="float32", remat_policy=remat)
     mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
     template = ModelTemplate(CausalLM(cfg, rngs=nnx.Rngs(0), shard=sharding.ShardingContext(mesh)))
-    tx, schedule = make_optimizer(template.initial_params, peak_lr=1e-5, warmup_steps=10, total_steps=1000)
+    tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-5, warmup_steps=10, total_steps=1000))
     shardings = state_shardings(template, tx, mesh)
     state = init_train_state(template, tx, shardings)
     b, t = shape.train_batch, shape.train_seq
@@ -190,7 +191,7 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
 
     def one_step():
         holder["state"], metrics = step(holder["state"], batch)
-        return metrics["loss"]
+        return metrics.loss
 
     step_s = median_time(one_step, warmup=shape.warmup, repeats=shape.repeats, sync=jax.block_until_ready)
     loss = float(one_step())

@@ -193,12 +193,9 @@ def model_template(cfg, mesh):
 def make_optimizer_for(config, params):
     from globmed_jax.training.optim import make_optimizer
 
-    t = config.train
-    return make_optimizer(
-        params, peak_lr=t.peak_lr, warmup_steps=t.warmup_steps, total_steps=t.steps,
-        end_lr_ratio=t.end_lr_ratio, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2, eps=t.eps,
-        clip_norm=t.clip_norm, decay_norms=t.decay_norms, decay_biases=t.decay_biases,
-        decay_embeddings=t.decay_embeddings)
+    from globmed_jax.training.config import typed_config
+
+    return make_optimizer(params, typed_config(config).train.optim)
 
 
 def per_device_bytes(x) -> int:

@@ -65,6 +65,7 @@ def train_losses(steps: int) -> list[float]:
 
     from globmed_jax import sharding
     from globmed_jax.models import CausalLM, get_preset
+    from globmed_jax.training.config import OptimConfig
     from globmed_jax.training.optim import make_optimizer
     from globmed_jax.training.step import (
         BATCH_KEYS, ModelTemplate, batch_sharding, init_train_state, jit_train_step, make_train_step,
@@ -76,8 +77,8 @@ def train_losses(steps: int) -> list[float]:
                      num_heads=4, num_kv_heads=2, head_dim=8, dtype="float32")
     model = CausalLM(cfg, rngs=nnx.Rngs(0), shard=sharding.ShardingContext(mesh))  # same seed everywhere
     template = ModelTemplate(model, nnx.Param)
-    tx, schedule = make_optimizer(template.initial_params, peak_lr=1e-2, warmup_steps=0, total_steps=100,
-                                  weight_decay=0.01)
+    tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-2, warmup_steps=0,
+                                                                        total_steps=100, weight_decay=0.01))
     shardings = state_shardings(template, tx, mesh)
     state = init_train_state(template, tx, shardings)
     step_fn = jit_train_step(make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES, loss_chunk=8),
@@ -90,7 +91,7 @@ def train_losses(steps: int) -> list[float]:
         batch = {k: jax.make_array_from_process_local_data(data_sh, full[k][rows], (GLOBAL_BATCH, SEQ_LEN))
                  for k in BATCH_KEYS}
         state, metrics = step_fn(state, batch)
-        losses.append(float(metrics["loss"]))
+        losses.append(float(metrics.loss))
     return losses
 
 

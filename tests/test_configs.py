@@ -8,7 +8,7 @@ import pytest
 from globmed_jax.training.config import validate
 
 CONFIGS = sorted(p for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
-                 if not p.name.startswith(("bench_", "globmed_base")))
+                 if not p.name.startswith("bench_"))
 
 
 def load(path):

@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 from globmed_jax.data import mini, prompts  # noqa: E402
 from globmed_jax.data.languages import get_language  # noqa: E402
 from globmed_jax.data.prompts import PromptConfig, answer_choices, answer_target  # noqa: E402
-from globmed_jax.evaluation import bench_config, extract, metrics, prompting, report, runner, scoring  # noqa: E402
+from globmed_jax.evaluation import bench_config, extract, heldout_metrics, metrics, prompting, report, runner, scoring  # noqa: E402
 from globmed_jax.decode import Decoder  # noqa: E402
 from globmed_jax.models import from_pretrained, load_tokenizer  # noqa: E402
 from globmed_jax.models.tokenizer import pad_id  # noqa: E402
@@ -132,11 +132,11 @@ def test_generate_mode_parses_its_own_text(tiny_model):
         assert isinstance(p.text, str)
         assert p.predicted == extract.parse_answer(p.text, r)
         assert p.parse_failed == (p.predicted is None)
-    m = scoring.evaluate_records(decoder, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
+    m = heldout_metrics.evaluate_records(decoder, tok, records, mode="generate", max_new_tokens=6, batch_size=8)
     expected = np.mean([scoring.is_correct(r, p) for r, p in zip(records, preds)])
-    assert m["accuracy"] == pytest.approx(expected)
-    assert m["parse_failure_rate"] == pytest.approx(np.mean([p.parse_failed for p in preds]))
-    assert {"accuracy_en", "accuracy_sw"} <= set(m)
+    assert m.accuracy == pytest.approx(expected)
+    assert m.parse_failure_rate == pytest.approx(np.mean([p.parse_failed for p in preds]))
+    assert {"en", "sw"} <= set(m.by_language)
 
 
 def test_few_shot_and_native_instruction_prompts(tiny_model):

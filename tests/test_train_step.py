@@ -11,6 +11,7 @@ from globmed_jax import sharding
 from globmed_jax.models import CausalLM, get_preset
 from globmed_jax.models.lora import add_lora
 from globmed_jax.training.loss import chunked_cross_entropy
+from globmed_jax.training.config import OptimConfig
 from globmed_jax.training.optim import decay_mask, make_optimizer
 from globmed_jax.training.step import (
     ModelTemplate, init_train_state, jit_train_step, make_train_step, state_shardings,
@@ -40,8 +41,8 @@ def make_batch(rows=8, seq=16, seed=0):
 
 def run_steps(model, mesh, batches, microbatches=1, lr=1e-2, trainable=nnx.Param, optimizer=None):
     template = ModelTemplate(model, trainable)
-    tx, schedule = optimizer or make_optimizer(template.initial_params, peak_lr=lr, warmup_steps=0,
-                                               total_steps=100, weight_decay=0.01)
+    tx, schedule = optimizer or make_optimizer(template.initial_params, OptimConfig(
+        peak_lr=lr, warmup_steps=0, total_steps=100, weight_decay=0.01))
     shardings = state_shardings(template, tx, mesh)
     state = init_train_state(template, tx, shardings)
     rows, seq = batches[0]["inputs"].shape
@@ -51,7 +52,7 @@ def run_steps(model, mesh, batches, microbatches=1, lr=1e-2, trainable=nnx.Param
     losses = []
     for batch in batches:
         state, metrics = step(state, batch)
-        losses.append(float(metrics["loss"]))
+        losses.append(float(metrics.loss))
     return state, metrics, losses
 
 
@@ -73,7 +74,7 @@ def sharded_loss_and_grads(model, mesh, batch):
                         compute_logits=False)
         sums = chunked_cross_entropy(m.logits_from_hidden, out.hidden, batch["targets"], batch["loss_mask"],
                                      batch["language_ids"], NUM_LANGUAGES, 5)
-        return sums["loss_sum"] / sums["weight_sum"]
+        return sums.loss_sum / sums.weight_sum
 
     value, grads = jax.jit(jax.value_and_grad(loss))(params)
     return float(value), jax.tree.map(np.asarray, grads)
@@ -106,7 +107,7 @@ def test_sharded_step_equals_single_device_step():
     s1, m1, l1 = run_steps(tiny_model(), single_mesh, batches, optimizer=sgd)
     s8, m8, l8 = run_steps(tiny_model(), full_mesh, batches, optimizer=sgd)
     assert_close_to_reduction_order(l8, l1)
-    assert_close_to_reduction_order(float(m8["grad_norm"]), float(m1["grad_norm"]))
+    assert_close_to_reduction_order(float(m8.grad_norm), float(m1.grad_norm))
     for p8, p1 in zip(jax.tree.leaves(s8.params), jax.tree.leaves(s1.params)):
         assert_close_to_reduction_order(p8, p1)
     gate = s8.params["layers"]["mlp"]["gate_proj"]
@@ -118,8 +119,8 @@ def test_accumulating_microbatches_equals_one_big_batch():
     mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
     big, mb, _ = run_steps(tiny_model(), mesh, batches, microbatches=1)
     acc, ma, _ = run_steps(tiny_model(), mesh, batches, microbatches=4)
-    np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-6)
-    np.testing.assert_allclose(float(ma["loss_tokens"]), float(mb["loss_tokens"]))
+    np.testing.assert_allclose(float(ma.loss), float(mb.loss), rtol=1e-6)
+    np.testing.assert_allclose(float(ma.loss_tokens), float(mb.loss_tokens))
     for a, b in zip(jax.tree.leaves(acc.params), jax.tree.leaves(big.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0.02 * 1e-2)
 
@@ -130,8 +131,8 @@ def test_tiny_model_overfits_a_tiny_set():
     _, metrics, losses = run_steps(tiny_model(), mesh, [batch] * 60, lr=3e-2)
     assert losses[0] > 4.0  # ~ln(128) at init
     assert losses[-1] < 0.5, losses[-10:]
-    per_lang = np.asarray(metrics["lang_loss_sum"]).sum()
-    np.testing.assert_allclose(per_lang, float(metrics["loss"]) * float(metrics["loss_tokens"]), rtol=1e-4)
+    per_lang = np.asarray(metrics.lang_loss_sum).sum()
+    np.testing.assert_allclose(per_lang, float(metrics.loss) * float(metrics.loss_tokens), rtol=1e-4)
 
 
 def test_lora_trains_only_adapters():
@@ -153,7 +154,7 @@ def test_nonfinite_loss_skips_the_update():
     model = tiny_model()
     before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     state, metrics, _ = run_steps(model, mesh, [batch])
-    assert not bool(metrics["finite"])
+    assert not bool(metrics.finite)
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -175,7 +176,7 @@ def test_prompt_loss_weight_equals_reweighted_mask_and_reports_answer_loss():
 
     def one_step(b, prompt_weight):
         template = ModelTemplate(tiny_model())
-        tx, schedule = make_optimizer(template.initial_params, peak_lr=1e-2, warmup_steps=0, total_steps=10)
+        tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-2, warmup_steps=0, total_steps=10))
         shardings = state_shardings(template, tx, mesh)
         step = jit_train_step(make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES,
                                               prompt_loss_weight=prompt_weight), shardings, mesh, 4, 16)
@@ -187,5 +188,5 @@ def test_prompt_loss_weight_equals_reweighted_mask_and_reports_answer_loss():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-7)
     # The reported loss stays the answer-token loss.
     _, metrics_plain = one_step(batch, 0.0)
-    np.testing.assert_allclose(float(metrics_a["loss"]), float(metrics_plain["loss"]), rtol=1e-6)
-    assert float(metrics_a["loss_tokens"]) == float(batch["loss_mask"].sum())
+    np.testing.assert_allclose(float(metrics_a.loss), float(metrics_plain.loss), rtol=1e-6)
+    assert float(metrics_a.loss_tokens) == float(batch["loss_mask"].sum())

@@ -2,7 +2,7 @@
 
 Modules (import what you need; ``extract`` and ``metrics`` do not import JAX):
 
-* ``scoring``: ``predict`` / ``evaluate_records`` with a local model's ``Decoder`` (loglik or generate).
+* ``scoring``: ``predict`` with a local model's ``Decoder`` (loglik or generate); ``heldout_metrics``: ``evaluate_records``.
 * ``prompting``: zero/k-shot prompts, English or item-language instructions.
 * ``extract``: parse free-form answers in the 12 default languages.
 * ``metrics``: bootstrap CI, macro averages, resource gap, consistency, chrF, ROUGE-L.

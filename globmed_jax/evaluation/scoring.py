@@ -36,8 +36,7 @@ from globmed_jax.models.tokenizer import eos_ids
 
 MODES = ("loglik", "generate")
 
-__all__ = ["Prediction", "predict", "evaluate_records", "choice_logprobs", "prompt_ids", "is_correct",
-           "summarize", "MODES"]
+__all__ = ["Prediction", "predict", "choice_logprobs", "prompt_ids", "is_correct", "MODES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,42 +157,3 @@ def predict(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode
 def is_correct(record: Record, prediction: Prediction) -> bool:
     """Closed-form tasks only: the prediction equals the gold target (parse failures are wrong)."""
     return prediction.predicted is not None and prediction.predicted == gold_label(record)
-
-
-def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> dict[str, float]:
-    """Flat metrics: ``accuracy``, ``accuracy_<lang>`` and ``accuracy/<task>/<lang>`` over
-    closed-form records, ``parse_failure_rate`` over all records, ``num_examples``; open_qa adds
-    ``chrf`` and ``rouge_l`` (0-100) when present."""
-    if len(records) != len(predictions):
-        raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
-    out: dict[str, float] = {"num_examples": float(len(records))}
-    closed = [(r, p) for r, p in zip(records, predictions) if r.task != "open_qa"]
-    if closed:
-        correct = [is_correct(r, p) for r, p in closed]
-        out["accuracy"] = float(np.mean(correct))
-        by_lang: dict[str, list[bool]] = defaultdict(list)
-        by_task_lang: dict[tuple[str, str], list[bool]] = defaultdict(list)
-        for (r, _), c in zip(closed, correct):
-            by_lang[r.language].append(c)
-            by_task_lang[(r.task, r.language)].append(c)
-        for lang in sorted(by_lang):
-            out[f"accuracy_{lang}"] = float(np.mean(by_lang[lang]))
-        for (task, lang), cs in sorted(by_task_lang.items()):
-            out[f"accuracy/{task}/{lang}"] = float(np.mean(cs))
-    out["parse_failure_rate"] = float(np.mean([p.parse_failed for p in predictions])) if predictions else 0.0
-    open_pairs = [(r, p) for r, p in zip(records, predictions) if r.task == "open_qa"]
-    if open_pairs:
-        from globmed_jax.evaluation import metrics
-
-        hyps = [p.predicted or "" for _, p in open_pairs]
-        refs = [r.answer for r, _ in open_pairs]
-        out["chrf"] = metrics.chrf(hyps, refs)
-        out["rouge_l"] = metrics.rouge_l(hyps, refs)
-    return out
-
-
-def evaluate_records(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
-                     **predict_kwargs: Any) -> dict[str, float]:
-    """``summarize(records, predict(...))``: flat metrics for training logs."""
-    records = list(records)
-    return summarize(records, predict(decoder, tokenizer, records, mode=mode, **predict_kwargs))

@@ -4,10 +4,11 @@ validation that runs before anything is compiled (clear messages instead of XLA 
 from __future__ import annotations
 
 import dataclasses
-import math
+from typing import Any, Mapping
 
 import ml_collections
 
+from globmed_jax import sharding
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, LANGUAGES
 from globmed_jax.data.prompts import MCQA_ANSWER_FORMATS
 from globmed_jax.models.config import LORA_TARGETS, REMAT_POLICIES, ModelConfig, PRESETS
@@ -110,57 +111,253 @@ def default_config() -> ml_collections.ConfigDict:
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes: int = 1) -> None:
-    """Raises ConfigError naming the first offending key (before any compilation)."""
-    m, t, d = config.model, config.train, config.data
-    if m.init not in ("pretrained", "scratch"):
-        raise ConfigError(f"model.init must be 'pretrained' or 'scratch', got {m.init!r}")
-    if m.init == "pretrained" and not m.checkpoint:
-        raise ConfigError("model.checkpoint must name a Hugging Face checkpoint directory when model.init='pretrained'")
-    if m.init == "scratch" and m.preset not in PRESETS:
-        raise ConfigError(f"model.preset {m.preset!r} is unknown; known: {sorted(PRESETS)}")
-    unknown = set(m.overrides.keys()) - _MODEL_FIELDS
-    if unknown:
-        raise ConfigError(f"model.overrides has unknown field(s) {sorted(unknown)}; ModelConfig fields: {sorted(_MODEL_FIELDS)}")
-    if m.remat_policy not in REMAT_POLICIES:
-        raise ConfigError(f"model.remat_policy {m.remat_policy!r} not in {REMAT_POLICIES}")
-    if config.tokenizer.kind not in ("pretrained", "path", "bpe", "qwen3"):
-        raise ConfigError(f"tokenizer.kind {config.tokenizer.kind!r} not in pretrained/path/bpe/qwen3")
-    if set(config.lora.targets) - set(LORA_TARGETS):
-        raise ConfigError(f"lora.targets {tuple(config.lora.targets)} must be among {LORA_TARGETS}")
-    bad_langs = [lang for lang in d.languages if lang not in LANGUAGES]
-    if bad_langs:
-        raise ConfigError(f"data.languages has unknown code(s) {bad_langs}")
-    if t.on_nonfinite not in ("skip", "stop"):
-        raise ConfigError(f"train.on_nonfinite must be 'skip' or 'stop', got {t.on_nonfinite!r}")
-    for key in ("steps", "global_batch_size", "microbatches"):
-        if t[key] <= 0:
-            raise ConfigError(f"train.{key} must be positive, got {t[key]}")
-    if d.mcqa_answer not in MCQA_ANSWER_FORMATS:
-        raise ConfigError(f"data.mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {d.mcqa_answer!r}")
-    if d.seq_len <= 0:
-        raise ConfigError(f"data.seq_len must be positive, got {d.seq_len}")
+def _fail(condition: bool, message: str) -> None:
+    if condition:
+        raise ConfigError(message)
 
-    sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
-    if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ConfigError(f"mesh sizes must be positive with at most one -1, got data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]}")
-    known = math.prod(s for s in sizes if s != -1)
-    if num_devices % known or (-1 not in sizes and known != num_devices):
-        raise ConfigError(
-            f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} cannot be laid out on {num_devices} devices")
-    if -1 in sizes:
-        sizes[sizes.index(-1)] = num_devices // known
-    data_parallel = sizes[0] * sizes[1]
-    if t.global_batch_size % t.microbatches:
-        raise ConfigError(f"train.global_batch_size ({t.global_batch_size}) is not divisible by "
-                          f"train.microbatches ({t.microbatches})")
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    init: str
+    checkpoint: str
+    preset: str
+    overrides: dict
+    dtype: str
+    param_dtype: str
+    remat_policy: str
+    scan_layers: bool
+
+    def __post_init__(self):
+        _fail(self.init not in ("pretrained", "scratch"),
+              f"model.init must be 'pretrained' or 'scratch', got {self.init!r}")
+        _fail(self.init == "pretrained" and not self.checkpoint,
+              "model.checkpoint must name a Hugging Face checkpoint directory when model.init='pretrained'")
+        _fail(self.init == "scratch" and self.preset not in PRESETS,
+              f"model.preset {self.preset!r} is unknown; known: {sorted(PRESETS)}")
+        unknown = set(self.overrides) - _MODEL_FIELDS
+        _fail(bool(unknown), f"model.overrides has unknown field(s) {sorted(unknown)}; "
+                             f"ModelConfig fields: {sorted(_MODEL_FIELDS)}")
+        _fail(self.remat_policy not in REMAT_POLICIES,
+              f"model.remat_policy {self.remat_policy!r} not in {REMAT_POLICIES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerSection:
+    kind: str
+    path: str
+    vocab_size: int
+
+    def __post_init__(self):
+        _fail(self.kind not in ("pretrained", "path", "bpe", "qwen3"),
+              f"tokenizer.kind {self.kind!r} not in pretrained/path/bpe/qwen3")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraSection:
+    rank: int
+    alpha: float
+    targets: tuple
+
+    def __post_init__(self):
+        _fail(bool(set(self.targets) - set(LORA_TARGETS)),
+              f"lora.targets {tuple(self.targets)} must be among {LORA_TARGETS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    mixture: str
+    languages: tuple
+    seq_len: int
+    packing: bool
+    shuffle_seed: int
+    num_packing_bins: int
+    jsonl_dir: str
+    temperature: float
+    mini_train_variants: int
+    mcqa_answer: str
+
+    def __post_init__(self):
+        bad = [lang for lang in self.languages if lang not in LANGUAGES]
+        _fail(bool(bad), f"data.languages has unknown code(s) {bad}")
+        _fail(self.mcqa_answer not in MCQA_ANSWER_FORMATS,
+              f"data.mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {self.mcqa_answer!r}")
+        _fail(self.seq_len <= 0, f"data.seq_len must be positive, got {self.seq_len}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with global-norm clipping and a warmup + cosine schedule over ``total_steps``."""
+    peak_lr: float
+    warmup_steps: int
+    total_steps: int
+    end_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    clip_norm: float = 1.0
+    decay_norms: bool = False
+    decay_biases: bool = False
+    decay_embeddings: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    steps: int
+    global_batch_size: int
+    microbatches: int
+    peak_lr: float
+    warmup_steps: int
+    end_lr_ratio: float
+    weight_decay: float
+    b1: float
+    b2: float
+    eps: float
+    clip_norm: float
+    decay_norms: bool
+    decay_biases: bool
+    decay_embeddings: bool
+    loss_chunk: int
+    prompt_loss_weight: float
+    on_nonfinite: str
+    peak_tflops_per_device: float
+
+    def __post_init__(self):
+        _fail(self.on_nonfinite not in ("skip", "stop"),
+              f"train.on_nonfinite must be 'skip' or 'stop', got {self.on_nonfinite!r}")
+        for key in ("steps", "global_batch_size", "microbatches"):
+            _fail(getattr(self, key) <= 0, f"train.{key} must be positive, got {getattr(self, key)}")
+        _fail(self.global_batch_size % self.microbatches != 0,
+              f"train.global_batch_size ({self.global_batch_size}) is not divisible by "
+              f"train.microbatches ({self.microbatches})")
+
+    @property
+    def optim(self) -> OptimConfig:
+        """The optimizer's fields of this section; the schedule spans ``steps``."""
+        names = {f.name for f in dataclasses.fields(OptimConfig)} - {"total_steps"}
+        return OptimConfig(total_steps=self.steps, **{n: getattr(self, n) for n in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSection:
+    data: int
+    fsdp: int
+    tensor: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSection:
+    every_steps: int
+    keep: int
+    async_save: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSection:
+    every_steps: int
+    tensorboard: bool
+    progress: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+    every_steps: int
+    split: str
+    max_items_per_language: int
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSection:
+    hf: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedSection:
+    mode: str
+    coordinator_address: str
+    num_processes: int
+    process_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The typed, validated training config; attribute paths are those of the ConfigDict."""
+    run_dir: str
+    seed: int
+    dry_run: bool
+    model: ModelSection
+    tokenizer: TokenizerSection
+    lora: LoraSection
+    data: DataSection
+    train: TrainSection
+    mesh: MeshSection
+    checkpoint: CheckpointSection
+    log: LogSection
+    eval: EvalSection
+    export: ExportSection
+    distributed: DistributedSection
+
+
+_SCALARS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "tuple": (tuple, list),
+            "dict": (dict,)}
+
+
+def _build(cls, values: dict, where: str):
+    """``cls`` from a plain dict: unknown or missing keys and wrong types name the key."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    _fail(bool(unknown), f"unknown config key(s) {[where + k for k in unknown]}; "
+                         f"known in this section: {sorted(fields)}")
+    kwargs = {}
+    for name, field in fields.items():
+        key = where + name
+        if name not in values:
+            _fail(field.default is dataclasses.MISSING, f"config key {key!r} is missing")
+            continue
+        value = values[name]
+        kinds = _SCALARS[field.type]  # a string: this module has postponed annotations
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        _fail(not ok, f"config key {key!r} must be {field.type}, got {value!r}")
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainingConfig)}
+
+
+def typed_config(config: ml_collections.ConfigDict) -> TrainingConfig:
+    """The ConfigDict as frozen sections, each checked on its own (no device count needed)."""
+    values = config.to_dict()
+    sections = {name: globals()[kind] for name, kind in _SECTIONS.items() if kind.endswith("Section")}
+    unknown = sorted(set(values) - set(_SECTIONS))
+    _fail(bool(unknown), f"unknown config key(s) {unknown}")
+    kwargs = {}
+    for name, kind in _SECTIONS.items():
+        _fail(name not in values, f"config key {name!r} is missing")
+        if name in sections:
+            kwargs[name] = _build(sections[name], values[name], name + ".")
+        else:
+            kwargs[name] = values[name]
+    return TrainingConfig(**kwargs)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes: int = 1) -> TrainingConfig:
+    """The typed config; raises ConfigError naming the first offending key (before any compilation)."""
+    typed = typed_config(config)
+    t, m = typed.train, typed.mesh
+    try:
+        data, fsdp, _ = sharding.mesh_shape(m.data, m.fsdp, m.tensor, num_devices)
+    except ValueError as e:
+        raise ConfigError(f"mesh data={m.data} x fsdp={m.fsdp} x tensor={m.tensor} cannot be laid out on "
+                          f"{num_devices} devices: {e}") from None
     micro = t.global_batch_size // t.microbatches
-    if micro % data_parallel:
-        raise ConfigError(f"the microbatch of {micro} rows (train.global_batch_size / train.microbatches) is not "
-                          f"divisible by the data-parallel size data*fsdp = {data_parallel}")
-    if t.global_batch_size % num_processes:
-        raise ConfigError(f"train.global_batch_size ({t.global_batch_size}) is not divisible by the "
-                          f"{num_processes} processes")
+    _fail(micro % (data * fsdp) != 0,
+          f"the microbatch of {micro} rows (train.global_batch_size / train.microbatches) is not "
+          f"divisible by the data-parallel size data*fsdp = {data * fsdp}")
+    _fail(t.global_batch_size % num_processes != 0,
+          f"train.global_batch_size ({t.global_batch_size}) is not divisible by the {num_processes} processes")
+    return typed
 
 
 def model_config_overrides(config: ml_collections.ConfigDict) -> dict:
@@ -170,3 +367,51 @@ def model_config_overrides(config: ml_collections.ConfigDict) -> dict:
     for key, value in config.model.overrides.items():
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def configured(overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """``default_config()`` with dotted-path overrides (``{"train.steps": 600}``), as config files set them.
+
+    An unknown path raises ConfigError; a wrong type raises ml_collections' TypeError, as on the
+    command line.
+    """
+    c = default_config()
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = c
+        for name in parents:
+            _fail(name not in node, f"unknown config key {path!r}")
+            node = node[name]
+        _fail(leaf not in node, f"unknown config key {path!r}")
+        node[leaf] = value
+    return c
+
+
+def globmed_recipe(model: str, overrides: Mapping[str, Any] = ()) -> ml_collections.ConfigDict:
+    """A GlobMed-LLM recipe: full fine-tuning of the HF checkpoint ``checkpoints/<model>``.
+
+    The paper's hyper-parameters are not public; these are reasonable SFT defaults, all overridable:
+        python -m globmed_jax.train --config configs/globmed_qwen3_8b.py --config.train.peak_lr=5e-6
+    Meshes (override with --config.mesh.*):
+      * 8x H100 (one node):  data=1, fsdp=8, tensor=1
+      * TPU v5p-8 / v6e-8:   data=1, fsdp=-1, tensor=1  (the default; -1 takes every chip)
+      * multi-node GPU:      data=<nodes>, fsdp=8, tensor=1 (FSDP inside a node, data parallel across)
+    """
+    return configured({
+        "run_dir": f"runs/globmed_{model}",
+        "model.init": "pretrained",
+        "model.checkpoint": f"checkpoints/{model}",  # a local HF directory (no hub access at run time)
+        "model.dtype": "bfloat16", "model.param_dtype": "float32", "model.remat_policy": "full",
+        "tokenizer.kind": "pretrained",
+        # GlobMed JSONL built by `python -m data_pipelines.build --format globmed ...`; one task per
+        # (dataset, language) and an mT5-style temperature mixture that up-weights scarce languages.
+        "data.jsonl_dir": "data/globmed_jsonl", "data.mixture": "globmed_t3", "data.temperature": 3.0,
+        "data.seq_len": 2048, "data.packing": True,
+        "train.global_batch_size": 128, "train.steps": 4000, "train.peak_lr": 1e-5,
+        "train.warmup_steps": 100, "train.end_lr_ratio": 0.1, "train.weight_decay": 0.1,
+        "train.loss_chunk": 512,  # never materialise [B, T, 152k] fp32 logits
+        "mesh.data": 1, "mesh.fsdp": -1, "mesh.tensor": 1,
+        "checkpoint.every_steps": 250, "checkpoint.keep": 3,
+        "eval.every_steps": 500, "eval.max_items_per_language": 300, "log.every_steps": 10,
+        **dict(overrides),
+    })

@@ -6,6 +6,7 @@ step and the data iterator). SIGTERM (e.g. TPU preemption) saves a checkpoint an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -177,19 +178,74 @@ def _to_global(local_batch: dict, mesh, global_batch: int, seq_len: int) -> dict
 # --------------------------------------------------------------------------- the run
 
 
-def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
-          data_factory: Callable | None = None) -> dict[str, Any]:
-    """Runs (or resumes) training as ``config`` says. Returns a summary dict.
+@dataclasses.dataclass
+class TrainingRun:
+    """Everything ``fit`` and ``finish`` need, built once by ``setup``."""
+    config: ml_collections.ConfigDict
+    run_dir: Path
+    mesh: Any
+    languages: tuple[str, ...]
+    tokenizer: Any
+    iterator: Any
+    template: ModelTemplate
+    compiled: Callable  # (state, batch) -> (state, StepMetrics)
+    state: Any  # TrainState: fit advances it
+    start_step: int  # the restored checkpoint's step (0 for a fresh run)
+    checkpointer: ckpt.TrainCheckpointer
+    writer: MetricsWriter
+    throughput: Throughput
+    memory: dict
+    eval_fn: Callable | None
 
-    ``data_factory(config, tokenizer, process_index, process_count) -> (iterator, corpus_fn)``
-    overrides the GlobMed pipeline (tests use it); ``eval_fn(model, tokenizer, step)`` returns
-    a dict of metrics and is called every ``eval.every_steps`` and at the end.
-    """
+
+@dataclasses.dataclass
+class FitSummary:
+    """What ``fit`` did: steps ``start_step + 1 .. final_step`` with their losses."""
+    start_step: int
+    final_step: int
+    interrupted: bool  # SIGTERM: a checkpoint of final_step was saved, nothing else runs
+    losses: dict[int, float]
+
+
+class _StepLogger:
+    """Reads one step's metrics on the host: non-finite handling, loss history, log rows, bar."""
+
+    def __init__(self, run: TrainingRun, bar):
+        self.run, self.bar = run, bar
+        self.losses: dict[int, float] = {}
+
+    def __call__(self, step_no: int, metrics, batch_langs: np.ndarray) -> None:
+        run, t = self.run, self.run.config.train
+        host = jax.device_get(metrics)
+        if not bool(host.finite):
+            present = sorted({run.languages[i] for i in np.unique(batch_langs) if i >= 0})
+            message = f"non-finite loss at step {step_no} (batch languages: {', '.join(present)})"
+            if t.on_nonfinite == "stop":
+                raise NonFiniteLossError(message + "; update skipped, stopping (train.on_nonfinite='stop')")
+            log.warning("%s; update skipped", message)
+        loss = float(host.loss)
+        self.losses[step_no] = loss
+        run.throughput.tick()
+        if step_no % run.config.log.every_steps == 0 or step_no == t.steps:
+            row = {"loss": loss, "grad_norm": float(host.grad_norm),
+                   "learning_rate": float(host.learning_rate),
+                   "token_accuracy": float(host.token_accuracy),
+                   "loss_tokens": float(host.loss_tokens),
+                   **per_language_losses(host.lang_loss_sum, host.lang_tokens, run.languages),
+                   **run.throughput.report()}
+            run.writer.write(step_no, row)
+            self.bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "tokens_per_s", "mfu") if k in row})
+
+
+def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
+          data_factory: Callable | None = None) -> TrainingRun | dict[str, Any]:
+    """Validates, builds tokenizer, data, model and the compiled step, restores the newest
+    checkpoint. A dry run returns its memory report (a dict) instead of a run."""
     from globmed_jax.training import data as train_data
 
     run_dir = Path(config.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
-    validate(config, jax.device_count(), jax.process_count())
+    typed = validate(config, jax.device_count(), jax.process_count())
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     t = config.train
     languages = tuple(config.data.languages)
@@ -212,11 +268,7 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     trainable = nnx.LoRAParam if config.lora.rank > 0 else nnx.Param
     template = ModelTemplate(model, trainable)
     del model  # its buffers are donated to the train state
-    tx, schedule = make_optimizer(
-        template.initial_params, peak_lr=t.peak_lr, warmup_steps=t.warmup_steps, total_steps=t.steps,
-        end_lr_ratio=t.end_lr_ratio, weight_decay=t.weight_decay, b1=t.b1, b2=t.b2, eps=t.eps,
-        clip_norm=t.clip_norm, decay_norms=t.decay_norms, decay_biases=t.decay_biases,
-        decay_embeddings=t.decay_embeddings)
+    tx, schedule = make_optimizer(template.initial_params, typed.train.optim)
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
@@ -252,85 +304,100 @@ def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     trainable_fraction = 1.0 if config.lora.rank == 0 else 0.0
     throughput = Throughput(t.global_batch_size * seq_len, flops_per_token(cfg, seq_len, trainable_fraction),
                             jax.device_count(), peak)
-    bar = tqdm(total=t.steps, initial=start, desc="train", dynamic_ncols=True,
+    return TrainingRun(config=config, run_dir=run_dir, mesh=mesh, languages=languages, tokenizer=tokenizer,
+                       iterator=iterator, template=template, compiled=compiled, state=state, start_step=start,
+                       checkpointer=checkpointer, writer=writer, throughput=throughput, memory=mem,
+                       eval_fn=eval_fn)
+
+
+def fit(run: TrainingRun) -> FitSummary:
+    """Steps from the restored checkpoint to ``train.steps``, checkpointing as configured; on
+    SIGTERM saves the current step and stops. Metrics are read one step late so the device
+    never waits for the host."""
+    config, t = run.config, run.config.train
+    seq_len = config.data.seq_len
+    bar = tqdm(total=t.steps, initial=run.start_step, desc="train", dynamic_ncols=True,
                disable=not config.log.progress or jax.process_index() != 0)
-    summary: dict[str, Any] = {"start_step": start, "losses": {}}
-    pending = None  # (step, metrics, languages of the batch): read one step late to keep the device busy
+    log_step = _StepLogger(run, bar)
+    pending = None  # (step, metrics, languages of the batch)
     interrupted = False
-
-    def consume(item):
-        step_no, metrics, batch_langs = item
-        host = jax.device_get(metrics)
-        if not bool(host["finite"]):
-            present = sorted({languages[i] for i in np.unique(batch_langs) if i >= 0})
-            message = f"non-finite loss at step {step_no} (batch languages: {', '.join(present)})"
-            if t.on_nonfinite == "stop":
-                raise NonFiniteLossError(message + "; update skipped, stopping (train.on_nonfinite='stop')")
-            log.warning("%s; update skipped", message)
-        loss = float(host["loss"])
-        summary["losses"][step_no] = loss
-        throughput.tick()
-        if step_no % config.log.every_steps == 0 or step_no == t.steps:
-            row = {"loss": loss, "grad_norm": float(host["grad_norm"]),
-                   "learning_rate": float(host["learning_rate"]),
-                   "token_accuracy": float(host["token_accuracy"]),
-                   "loss_tokens": float(host["loss_tokens"]),
-                   **per_language_losses(host["lang_loss_sum"], host["lang_tokens"], languages),
-                   **throughput.report()}
-            writer.write(step_no, row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "tokens_per_s", "mfu") if k in row})
-
     with _Preemption() as preemption:
         try:
-            for step_no in range(start + 1, t.steps + 1):
-                local = next(iterator)
-                batch = _to_global(local, mesh, t.global_batch_size, seq_len)
-                state, metrics = compiled(state, batch)
+            for step_no in range(run.start_step + 1, t.steps + 1):
+                local = next(run.iterator)
+                batch = _to_global(local, run.mesh, t.global_batch_size, seq_len)
+                run.state, metrics = run.compiled(run.state, batch)
                 if pending is not None:
-                    consume(pending)
+                    log_step(*pending)
                 pending = (step_no, metrics, np.asarray(local["language_ids"]))
                 bar.update(1)
-                checkpointer.save(step_no, state, iterator)
+                run.checkpointer.save(step_no, run.state, run.iterator)
                 if preemption.requested:
-                    consume(pending)
+                    log_step(*pending)
                     pending = None
-                    checkpointer.wait()
-                    if checkpointer.latest_step() != step_no:
-                        checkpointer.save(step_no, state, iterator, force=True)
+                    run.checkpointer.wait()
+                    if run.checkpointer.latest_step() != step_no:
+                        run.checkpointer.save(step_no, run.state, run.iterator, force=True)
                     interrupted = True
                     break
-                if eval_fn and config.eval.every_steps and step_no % config.eval.every_steps == 0:
-                    consume(pending)
+                if run.eval_fn and config.eval.every_steps and step_no % config.eval.every_steps == 0:
+                    log_step(*pending)
                     pending = None
-                    writer.write(step_no, eval_fn(template.merge(state.params, state.frozen), tokenizer, step_no),
-                                 kind="eval")
+                    metrics = run.eval_fn(run.template.merge(run.state.params, run.state.frozen), run.tokenizer,
+                                          step_no)
+                    run.writer.write(step_no, metrics.flat(), kind="eval")
             if pending is not None:
-                consume(pending)
+                log_step(*pending)
         finally:
             bar.close()
-            checkpointer.wait()
+            run.checkpointer.wait()
+    final_step = int(jax.device_get(run.state.step))
+    return FitSummary(start_step=run.start_step, final_step=final_step, interrupted=interrupted,
+                      losses=log_step.losses)
 
-    final_step = int(jax.device_get(state.step))
-    summary.update(final_step=final_step, interrupted=interrupted, memory=mem)
-    if not interrupted and checkpointer.latest_step() != final_step:
-        checkpointer.save(final_step, state, iterator, force=True)
-    checkpointer.close()
+
+def finish(run: TrainingRun, fitted: FitSummary) -> dict[str, Any]:
+    """Final checkpoint, then (unless interrupted) held-out eval, HF export and summary.json."""
+    config, final_step = run.config, fitted.final_step
+    summary: dict[str, Any] = {"start_step": fitted.start_step, "losses": fitted.losses,
+                               "final_step": final_step, "interrupted": fitted.interrupted,
+                               "memory": run.memory}
+    if not fitted.interrupted and run.checkpointer.latest_step() != final_step:
+        run.checkpointer.save(final_step, run.state, run.iterator, force=True)
+    run.checkpointer.close()
     # Stop grain's prefetch threads now: left to interpreter shutdown they print a traceback.
-    if hasattr(iterator, "close"):
-        iterator.close()
-    if interrupted:
-        writer.close()
+    if hasattr(run.iterator, "close"):
+        run.iterator.close()
+    if fitted.interrupted:
+        run.writer.close()
         return summary
-    model = template.merge(state.params, state.frozen)
-    if eval_fn is not None:
-        summary["eval"] = eval_fn(model, tokenizer, final_step)
-        writer.write(final_step, summary["eval"], kind="eval")
+    model = run.template.merge(run.state.params, run.state.frozen)
+    if run.eval_fn is not None:
+        summary["eval"] = run.eval_fn(model, run.tokenizer, final_step)
+        run.writer.write(final_step, summary["eval"].flat(), kind="eval")
     if config.export.hf:
         exported = merge_lora(model) if config.lora.rank > 0 else model
-        summary["export_dir"] = str(save_pretrained(exported, run_dir / "hf_export", tokenizer=tokenizer))
-    writer.close()
+        summary["export_dir"] = str(save_pretrained(exported, run.run_dir / "hf_export", tokenizer=run.tokenizer))
+    run.writer.close()
     if jax.process_index() == 0:
-        (run_dir / "summary.json").write_text(json.dumps(
-            {k: v for k, v in summary.items() if k != "losses"} | {"last_loss": summary["losses"].get(final_step)},
+        (run.run_dir / "summary.json").write_text(json.dumps(
+            {k: v for k, v in summary.items() if k not in ("losses", "eval")}
+            | {"last_loss": summary["losses"].get(final_step)}
+            | ({"eval": summary["eval"].flat()} if "eval" in summary else {}),
             indent=2, default=str))
     return summary
+
+
+def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
+          data_factory: Callable | None = None) -> dict[str, Any]:
+    """Runs (or resumes) training as ``config`` says: ``setup``, ``fit``, ``finish``. Returns a
+    summary dict (``eval`` a ``HeldoutMetrics``).
+
+    ``data_factory(config, tokenizer, process_index, process_count) -> (iterator, corpus_fn)``
+    overrides the GlobMed pipeline (tests use it); ``eval_fn(model, tokenizer, step)`` returns
+    ``HeldoutMetrics`` and is called every ``eval.every_steps`` and at the end.
+    """
+    run = setup(config, eval_fn=eval_fn, data_factory=data_factory)
+    if isinstance(run, dict):  # dry run
+        return run
+    return finish(run, fit(run))

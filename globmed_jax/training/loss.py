@@ -12,6 +12,31 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class LossSums:
+    """Weighted sums over tokens; they add across microbatches and devices, ratios come last.
+
+    Scalars are ``[]`` float32, the per-language sums ``[num_languages]`` float32.
+    """
+    objective_sum: jax.Array  # what is optimised (answer tokens plus any prompt-token weight)
+    objective_weight_sum: jax.Array
+    loss_sum: jax.Array  # answer tokens only: what is reported
+    weight_sum: jax.Array
+    correct_sum: jax.Array  # argmax hits on answer tokens
+    lang_loss_sum: jax.Array
+    lang_weight_sum: jax.Array
+
+    @classmethod
+    def zeros(cls, num_languages: int) -> "LossSums":
+        scalar = jnp.zeros((), jnp.float32)
+        lang = jnp.zeros((num_languages,), jnp.float32)
+        return cls(scalar, scalar, scalar, scalar, scalar, lang, lang)
+
+    def __add__(self, other: "LossSums") -> "LossSums":
+        return jax.tree.map(jnp.add, self, other)
 
 
 def chunked_cross_entropy(
@@ -23,7 +48,7 @@ def chunked_cross_entropy(
     num_languages: int,
     chunk_size: int = 512,
     extra_weights: jax.Array | None = None,
-) -> dict[str, jax.Array]:
+) -> LossSums:
     """Sums of weighted next-token NLL.
 
     Args:
@@ -35,9 +60,7 @@ def chunked_cross_entropy(
       extra_weights: optional ``[B, T]`` weights added to ``weights`` for the objective only
         (e.g. a small LM loss on prompt tokens); the reported sums stay answer-only.
     Returns:
-      ``objective_sum`` / ``objective_weight_sum`` (what is optimised), ``loss_sum`` and
-      ``weight_sum`` (answer tokens), ``correct_sum`` (argmax hits), and
-      ``lang_loss_sum`` / ``lang_weight_sum`` ``[num_languages]``.
+      ``LossSums`` over all chunks.
     """
     if extra_weights is None:
         extra_weights = jnp.zeros_like(weights)
@@ -69,21 +92,16 @@ def chunked_cross_entropy(
         w = w.astype(jnp.float32)
         objective_w = w + extra.astype(jnp.float32)
         one_hot = jax.nn.one_hot(lang, num_languages, dtype=jnp.float32)  # -1 -> all zeros
-        carry = {
-            "objective_sum": carry["objective_sum"] + jnp.sum(nll * objective_w),
-            "objective_weight_sum": carry["objective_weight_sum"] + jnp.sum(objective_w),
-            "loss_sum": carry["loss_sum"] + jnp.sum(nll * w),
-            "weight_sum": carry["weight_sum"] + jnp.sum(w),
-            "correct_sum": carry["correct_sum"] + jnp.sum(correct * w),
-            "lang_loss_sum": carry["lang_loss_sum"] + jnp.einsum("bc,bcl->l", nll * w, one_hot),
-            "lang_weight_sum": carry["lang_weight_sum"] + jnp.einsum("bc,bcl->l", w, one_hot),
-        }
-        return carry, None
+        chunk_sums = LossSums(
+            objective_sum=jnp.sum(nll * objective_w),
+            objective_weight_sum=jnp.sum(objective_w),
+            loss_sum=jnp.sum(nll * w),
+            weight_sum=jnp.sum(w),
+            correct_sum=jnp.sum(correct * w),
+            lang_loss_sum=jnp.einsum("bc,bcl->l", nll * w, one_hot),
+            lang_weight_sum=jnp.einsum("bc,bcl->l", w, one_hot),
+        )
+        return carry + chunk_sums, None
 
-    zeros = jnp.zeros((), jnp.float32)
-    init = {"objective_sum": zeros, "objective_weight_sum": zeros,
-            "loss_sum": zeros, "weight_sum": zeros, "correct_sum": zeros,
-            "lang_loss_sum": jnp.zeros((num_languages,), jnp.float32),
-            "lang_weight_sum": jnp.zeros((num_languages,), jnp.float32)}
-    sums, _ = jax.lax.scan(body, init, tuple(split(x) for x in (hidden, targets, weights, language_ids, extra_weights)))
+    sums, _ = jax.lax.scan(body, LossSums.zeros(num_languages), tuple(split(x) for x in (hidden, targets, weights, language_ids, extra_weights)))
     return sums

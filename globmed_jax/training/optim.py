@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import optax
 
+from globmed_jax.training.config import OptimConfig
+
 
 def learning_rate_schedule(peak: float, warmup_steps: int, total_steps: int,
                            end_ratio: float = 0.1) -> optax.Schedule:
@@ -37,16 +39,14 @@ def decay_mask(params: Any, *, decay_norms: bool = False, decay_biases: bool = F
     return jax.tree_util.tree_map_with_path(wants_decay, params)
 
 
-def make_optimizer(params: Any, *, peak_lr: float, warmup_steps: int, total_steps: int,
-                   end_lr_ratio: float = 0.1, weight_decay: float = 0.1, b1: float = 0.9,
-                   b2: float = 0.95, eps: float = 1e-8, clip_norm: float = 1.0,
-                   decay_norms: bool = False, decay_biases: bool = False,
-                   decay_embeddings: bool = False) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    schedule = learning_rate_schedule(peak_lr, warmup_steps, total_steps, end_lr_ratio)
-    mask = decay_mask(params, decay_norms=decay_norms, decay_biases=decay_biases,
-                      decay_embeddings=decay_embeddings)
+def make_optimizer(params: Any, optim: OptimConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW (decay masked by ``decay_mask``) after optional global-norm clipping, and its schedule."""
+    o = optim
+    schedule = learning_rate_schedule(o.peak_lr, o.warmup_steps, o.total_steps, o.end_lr_ratio)
+    mask = decay_mask(params, decay_norms=o.decay_norms, decay_biases=o.decay_biases,
+                      decay_embeddings=o.decay_embeddings)
     chain = []
-    if clip_norm and clip_norm > 0:
-        chain.append(optax.clip_by_global_norm(clip_norm))
-    chain.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask))
+    if o.clip_norm and o.clip_norm > 0:
+        chain.append(optax.clip_by_global_norm(o.clip_norm))
+    chain.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay, mask=mask))
     return optax.chain(*chain), schedule

@@ -10,6 +10,7 @@ import ml_collections
 
 from globmed_jax.data import prompts, tasks
 from globmed_jax.data.schema import Record
+from globmed_jax.evaluation.heldout_metrics import HeldoutMetrics
 from globmed_jax.training import data as train_data
 from globmed_jax.training.loop import train
 from globmed_jax.training.report import write_report
@@ -61,9 +62,9 @@ def make_eval_fn(config: ml_collections.ConfigDict):
 
     decoders: list[Any] = []  # one Decoder for the run: every evaluation reuses its executables
 
-    def eval_fn(model, tokenizer, step: int) -> dict[str, Any]:
+    def eval_fn(model, tokenizer, step: int) -> HeldoutMetrics:
         from globmed_jax.decode import Decoder
-        from globmed_jax.evaluation.scoring import evaluate_records
+        from globmed_jax.evaluation.heldout_metrics import evaluate_records
         from globmed_jax.models.tokenizer import pad_id
 
         if not decoders:

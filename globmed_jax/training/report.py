@@ -7,46 +7,36 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from globmed_jax.data.languages import get_language
-
-
-def task_families(metrics: Mapping[str, float]) -> list[str]:
-    """The task families that ``accuracy/<task>/<lang>`` entries exist for, in first-seen order."""
-    out: list[str] = []
-    for key in metrics:
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == "accuracy" and parts[1] not in out:
-            out.append(parts[1])
-    return out
+from globmed_jax.evaluation.heldout_metrics import HeldoutMetrics
 
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def write_report(run_dir: Path, metrics: Mapping[str, float], languages: Sequence[str],
+def write_report(run_dir: Path, metrics: HeldoutMetrics, languages: Sequence[str],
                  chance: Mapping[str, float], title: str) -> tuple[Path, Path]:
-    """``metrics`` holds ``accuracy_<lang>`` and optionally ``accuracy/<task>/<lang>`` entries
-    (``scoring.summarize``); ``chance`` the chance accuracy per language and, under
-    ``<task>/<lang>`` keys, per task family."""
+    """A table and a plot of ``metrics`` next to ``chance``: the chance accuracy per language and,
+    under ``<family>/<lang>`` keys, per task family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = task_families(metrics)
+    tasks = metrics.families()
     header = ["language", "resource", *tasks, "all", "chance"]
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for lang in languages:
         level = "low" if get_language(lang).low_resource else "high"
-        cells = [_fmt(metrics.get(f"accuracy/{t}/{lang}")) for t in tasks]
-        lines.append(f"| {lang} | {level} | " + " | ".join(cells + [_fmt(metrics.get(f"accuracy_{lang}")),
+        cells = [_fmt(metrics.by_family_language.get((t, lang))) for t in tasks]
+        lines.append(f"| {lang} | {level} | " + " | ".join(cells + [_fmt(metrics.by_language.get(lang)),
                                                                    _fmt(chance.get(lang))]) + " |")
     if tasks:
         first = next((lang for lang in languages if f"{tasks[0]}/{lang}" in chance), None)
         chance_cells = [_fmt(chance.get(f"{t}/{first}")) if first else "n/a" for t in tasks]
         lines.append("| chance | | " + " | ".join(chance_cells) + " | | |")
-    if "accuracy" in metrics:
-        lines += ["", f"Overall accuracy: {metrics['accuracy']:.3f}"]
+    if metrics.accuracy is not None:
+        lines += ["", f"Overall accuracy: {metrics.accuracy:.3f}"]
     table = run_dir / "report.md"
     table.write_text("\n".join(lines) + "\n")
 
@@ -54,7 +44,7 @@ def write_report(run_dir: Path, metrics: Mapping[str, float], languages: Sequenc
     fig, axes = plt.subplots(1, panels, figsize=(max(6, 0.6 * len(languages)) * panels, 3.5), squeeze=False)
     ax = axes[0][0]
     colors = ["tab:orange" if get_language(lang).low_resource else "tab:blue" for lang in languages]
-    ax.bar(list(languages), [metrics.get(f"accuracy_{lang}") or 0.0 for lang in languages], color=colors)
+    ax.bar(list(languages), [metrics.by_language.get(lang) or 0.0 for lang in languages], color=colors)
     ax.plot(list(languages), [chance.get(lang) or 0.0 for lang in languages], "k--", label="chance")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
@@ -65,7 +55,7 @@ def write_report(run_dir: Path, metrics: Mapping[str, float], languages: Sequenc
         width = 0.8 / len(tasks)
         for i, t in enumerate(tasks):
             xs = [j + (i - (len(tasks) - 1) / 2) * width for j in range(len(languages))]
-            ax.bar(xs, [metrics.get(f"accuracy/{t}/{lang}") or 0.0 for lang in languages], width, label=t)
+            ax.bar(xs, [metrics.by_family_language.get((t, lang)) or 0.0 for lang in languages], width, label=t)
             ax.plot(xs, [chance.get(f"{t}/{lang}") or 0.0 for lang in languages], "k_", markersize=6)
         ax.set_xticks(range(len(languages)), list(languages))
         ax.set_ylim(0, 1)

@@ -18,7 +18,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from globmed_jax.models.transformer import CausalLM
 from globmed_jax.sharding import spec_for_shape, variable_logical_axes
-from globmed_jax.training.loss import chunked_cross_entropy
+from globmed_jax.training.loss import LossSums, chunked_cross_entropy
+
+@flax.struct.dataclass
+class StepMetrics:
+    """One step's metrics (``[]`` float32 unless noted), replicated on every device."""
+    loss: jax.Array  # mean NLL over answer tokens
+    grad_norm: jax.Array
+    learning_rate: jax.Array  # the rate this step's update used
+    loss_tokens: jax.Array  # answer tokens in the global batch
+    token_accuracy: jax.Array
+    lang_loss_sum: jax.Array  # [num_languages] NLL sums
+    lang_tokens: jax.Array  # [num_languages]
+    finite: jax.Array  # bool: False when the update was non-finite (and skipped if configured)
+
 
 BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions", "language_ids")
 BATCH_AXES = ("activation_batch", "activation_length")
@@ -162,27 +175,24 @@ def make_train_step(
         sums = chunked_cross_entropy(model.logits_from_hidden, out.hidden, mb["targets"],
                                      mb["loss_mask"], mb["language_ids"], num_languages, loss_chunk,
                                      extra_weights=extra)
-        return sums["objective_sum"], sums
+        return sums.objective_sum, sums
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, StepMetrics]:
         micro = {k: _split_microbatches(batch[k], microbatches) for k in BATCH_KEYS}
 
         def accumulate(carry, mb):
             grads_acc, sums_acc = carry
             grads, sums = grad_fn(state.params, state.frozen, mb)
-            return (jax.tree.map(jnp.add, grads_acc, grads), jax.tree.map(jnp.add, sums_acc, sums)), None
+            return (jax.tree.map(jnp.add, grads_acc, grads), sums_acc + sums), None
 
         zero_grads = jax.tree.map(jnp.zeros_like, state.params)
-        zero_sums = jax.eval_shape(lambda: loss_fn(state.params, state.frozen,
-                                                   jax.tree.map(lambda x: x[0], micro))[1])
-        zero_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_sums)
-        (grads, sums), _ = jax.lax.scan(accumulate, (zero_grads, zero_sums), micro)
+        (grads, sums), _ = jax.lax.scan(accumulate, (zero_grads, LossSums.zeros(num_languages)), micro)
 
-        tokens = jnp.maximum(sums["weight_sum"], 1.0)
-        grads = jax.tree.map(lambda g: g / jnp.maximum(sums["objective_weight_sum"], 1.0), grads)
-        loss = sums["loss_sum"] / tokens
+        tokens = jnp.maximum(sums.weight_sum, 1.0)
+        grads = jax.tree.map(lambda g: g / jnp.maximum(sums.objective_weight_sum, 1.0), grads)
+        loss = sums.loss_sum / tokens
         grad_norm = optax.global_norm(grads)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
@@ -192,16 +202,10 @@ def make_train_step(
             new_params = keep(new_params, state.params)
             new_opt_state = keep(new_opt_state, state.opt_state)
         new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state)
-        metrics = {
-            "loss": loss,
-            "grad_norm": grad_norm,
-            "learning_rate": schedule(state.step),
-            "loss_tokens": sums["weight_sum"],
-            "token_accuracy": sums["correct_sum"] / tokens,
-            "lang_loss_sum": sums["lang_loss_sum"],
-            "lang_tokens": sums["lang_weight_sum"],
-            "finite": finite,
-        }
+        metrics = StepMetrics(loss=loss, grad_norm=grad_norm, learning_rate=schedule(state.step),
+                              loss_tokens=sums.weight_sum, token_accuracy=sums.correct_sum / tokens,
+                              lang_loss_sum=sums.lang_loss_sum, lang_tokens=sums.lang_weight_sum,
+                              finite=finite)
         return new_state, metrics
 
     return step
