@@ -44,7 +44,7 @@ def test_model_call_with_tokens_only_returns_float32_logits(tmp_path, tokens):
     assert cfg.param_dtype == "float32" and cfg.dtype == "bfloat16"
     logits = model(jnp.asarray(tokens))
     assert logits.shape == (2, 24, cfg.vocab_size) and logits.dtype == jnp.float32
-    assert model.layers.attn.q_proj[...].dtype == jnp.float32
+    assert model.layers.attn.q_proj.kernel[...].dtype == jnp.float32
 
 
 def test_bf16_compute_stays_close_to_fp32(tmp_path, tokens):

@@ -72,9 +72,9 @@ def test_parameter_shardings_follow_the_rules_table(checkpoint):
         expected = sharding.spec_for_shape(var.shape, axes, mesh)
         assert var[...].sharding.spec == expected, path
     # Spot checks against the table itself (all these dims divide the mesh).
-    assert flat[("layers", "mlp", "gate_proj")][...].sharding.spec == P(None, "fsdp", "tensor")
-    assert flat[("layers", "attn", "q_proj")][...].sharding.spec == P(None, "fsdp", "tensor", None)
-    assert flat[("layers", "attn", "o_proj")][...].sharding.spec == P(None, "tensor", None, "fsdp")
+    assert flat[("layers", "mlp", "gate_proj", "kernel")][...].sharding.spec == P(None, "fsdp", "tensor")
+    assert flat[("layers", "attn", "q_proj", "kernel")][...].sharding.spec == P(None, "fsdp", "tensor", None)
+    assert flat[("layers", "attn", "o_proj", "kernel")][...].sharding.spec == P(None, "tensor", None, "fsdp")
     assert flat[("embed",)][...].sharding.spec == P("tensor", "fsdp")
     assert flat[("lm_head",)][...].sharding.spec == P("fsdp", "tensor")
 
@@ -87,5 +87,5 @@ def test_shard_model_moves_a_fresh_model(checkpoint):
     before = np.asarray(model(jnp.ones((2, 4), jnp.int32)))
     mesh = sharding.make_mesh(1, 4, 2)
     sharding.shard_model(model, mesh)
-    assert model.layers.mlp.up_proj[...].sharding.spec == P(None, "fsdp", "tensor")
+    assert model.layers.mlp.up_proj.kernel[...].sharding.spec == P(None, "fsdp", "tensor")
     assert relative_max_error(model(jnp.ones((2, 4), jnp.int32)), before) < 1e-5

@@ -110,7 +110,7 @@ def test_sharded_step_equals_single_device_step():
     assert_close_to_reduction_order(float(m8.grad_norm), float(m1.grad_norm))
     for p8, p1 in zip(jax.tree.leaves(s8.params), jax.tree.leaves(s1.params)):
         assert_close_to_reduction_order(p8, p1)
-    gate = s8.params["layers"]["mlp"]["gate_proj"]
+    gate = s8.params["layers"]["mlp"]["gate_proj"]["kernel"]
     assert gate.sharding.spec == sharding.spec_for_shape(gate.shape, ("layers", "embed", "mlp"), gate.sharding.mesh)
 
 
@@ -137,14 +137,15 @@ def test_tiny_model_overfits_a_tiny_set():
 
 def test_lora_trains_only_adapters():
     base = tiny_model()
-    base_q = np.asarray(base.layers.attn.q_proj[...])  # the step donates (reuses) these buffers
+    base_q = np.asarray(base.layers.attn.q_proj.kernel[...])  # the step donates (reuses) these buffers
     model = add_lora(base, rank=4, alpha=8.0, targets=("q_proj", "v_proj", "down_proj"))
     mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
     state, _, losses = run_steps(model, mesh, [make_batch(rows=4, seed=6)] * 20, lr=3e-2,
                                  trainable=nnx.LoRAParam)
-    assert set(state.params["layers"]["attn"]) == {"q_proj_lora_a", "q_proj_lora_b", "v_proj_lora_a", "v_proj_lora_b"}
+    assert {(p, n) for p, factors in state.params["layers"]["attn"].items() for n in factors} == {
+        ("q_proj", "lora_a"), ("q_proj", "lora_b"), ("v_proj", "lora_a"), ("v_proj", "lora_b")}
     assert losses[-1] < losses[0] - 0.5
-    np.testing.assert_array_equal(np.asarray(state.frozen["layers"]["attn"]["q_proj"]), base_q)
+    np.testing.assert_array_equal(np.asarray(state.frozen["layers"]["attn"]["q_proj"]["kernel"]), base_q)
 
 
 def test_nonfinite_loss_skips_the_update():
@@ -162,7 +163,7 @@ def test_nonfinite_loss_skips_the_update():
 def test_weight_decay_mask_excludes_norms_biases_embeddings():
     params = nnx.to_pure_dict(nnx.state(tiny_model(), nnx.Param))
     mask = decay_mask(params)
-    assert mask["layers"]["mlp"]["gate_proj"] and mask["layers"]["attn"]["q_proj"]
+    assert mask["layers"]["mlp"]["gate_proj"]["kernel"] and mask["layers"]["attn"]["q_proj"]["kernel"]
     assert not mask["embed"] and not mask["final_norm"]["scale"] and not mask["layers"]["attn"]["q_norm"]["scale"]
     assert decay_mask(params, decay_embeddings=True)["embed"]
 

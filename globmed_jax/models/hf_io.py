@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from globmed_jax.models.config import ModelConfig, UnsupportedModelError, from_hf_config, to_hf_config
+from globmed_jax.models.projection import BIAS, KERNEL
 from globmed_jax.models.transformer import CausalLM
 from globmed_jax.sharding import ShardingContext, spec_for_shape, variable_logical_axes
 
@@ -100,29 +101,29 @@ def param_table(cfg: ModelConfig) -> list[ParamSpec]:
                   lambda c: (d,), _same, _same),
         ParamSpec(("layers", "post_attn_norm", "scale"), layer + "post_attention_layernorm.weight",
                   lambda c: (d,), _same, _same),
-        ParamSpec(("layers", "attn", "q_proj"), layer + "self_attn.q_proj.weight",
+        ParamSpec(("layers", "attn", "q_proj", KERNEL), layer + "self_attn.q_proj.weight",
                   lambda c: (c.num_heads * hd, d), *_heads_in(n)),
-        ParamSpec(("layers", "attn", "k_proj"), layer + "self_attn.k_proj.weight",
+        ParamSpec(("layers", "attn", "k_proj", KERNEL), layer + "self_attn.k_proj.weight",
                   lambda c: (c.num_kv_heads * hd, d), *_heads_in(k)),
-        ParamSpec(("layers", "attn", "v_proj"), layer + "self_attn.v_proj.weight",
+        ParamSpec(("layers", "attn", "v_proj", KERNEL), layer + "self_attn.v_proj.weight",
                   lambda c: (c.num_kv_heads * hd, d), *_heads_in(k)),
-        ParamSpec(("layers", "attn", "o_proj"), layer + "self_attn.o_proj.weight",
+        ParamSpec(("layers", "attn", "o_proj", KERNEL), layer + "self_attn.o_proj.weight",
                   lambda c: (d, c.num_heads * hd), *_o_proj()),
-        ParamSpec(("layers", "mlp", "gate_proj"), layer + "mlp.gate_proj.weight", lambda c: (f, d), _t, _t),
-        ParamSpec(("layers", "mlp", "up_proj"), layer + "mlp.up_proj.weight", lambda c: (f, d), _t, _t),
-        ParamSpec(("layers", "mlp", "down_proj"), layer + "mlp.down_proj.weight", lambda c: (d, f), _t, _t),
+        ParamSpec(("layers", "mlp", "gate_proj", KERNEL), layer + "mlp.gate_proj.weight", lambda c: (f, d), _t, _t),
+        ParamSpec(("layers", "mlp", "up_proj", KERNEL), layer + "mlp.up_proj.weight", lambda c: (f, d), _t, _t),
+        ParamSpec(("layers", "mlp", "down_proj", KERNEL), layer + "mlp.down_proj.weight", lambda c: (d, f), _t, _t),
     ]
     if cfg.qkv_bias:
         specs += [
-            ParamSpec(("layers", "attn", "q_bias"), layer + "self_attn.q_proj.bias",
+            ParamSpec(("layers", "attn", "q_proj", BIAS), layer + "self_attn.q_proj.bias",
                       lambda c: (c.num_heads * hd,), *_heads_bias(n)),
-            ParamSpec(("layers", "attn", "k_bias"), layer + "self_attn.k_proj.bias",
+            ParamSpec(("layers", "attn", "k_proj", BIAS), layer + "self_attn.k_proj.bias",
                       lambda c: (c.num_kv_heads * hd,), *_heads_bias(k)),
-            ParamSpec(("layers", "attn", "v_bias"), layer + "self_attn.v_proj.bias",
+            ParamSpec(("layers", "attn", "v_proj", BIAS), layer + "self_attn.v_proj.bias",
                       lambda c: (c.num_kv_heads * hd,), *_heads_bias(k)),
         ]
     if cfg.o_bias:
-        specs.append(ParamSpec(("layers", "attn", "o_bias"), layer + "self_attn.o_proj.bias",
+        specs.append(ParamSpec(("layers", "attn", "o_proj", BIAS), layer + "self_attn.o_proj.bias",
                                lambda c: (d,), _same, _same))
     if cfg.qk_norm:
         specs += [
@@ -133,9 +134,9 @@ def param_table(cfg: ModelConfig) -> list[ParamSpec]:
         ]
     if cfg.mlp_bias:
         specs += [
-            ParamSpec(("layers", "mlp", "gate_bias"), layer + "mlp.gate_proj.bias", lambda c: (f,), _same, _same),
-            ParamSpec(("layers", "mlp", "up_bias"), layer + "mlp.up_proj.bias", lambda c: (f,), _same, _same),
-            ParamSpec(("layers", "mlp", "down_bias"), layer + "mlp.down_proj.bias", lambda c: (d,), _same, _same),
+            ParamSpec(("layers", "mlp", "gate_proj", BIAS), layer + "mlp.gate_proj.bias", lambda c: (f,), _same, _same),
+            ParamSpec(("layers", "mlp", "up_proj", BIAS), layer + "mlp.up_proj.bias", lambda c: (f,), _same, _same),
+            ParamSpec(("layers", "mlp", "down_proj", BIAS), layer + "mlp.down_proj.bias", lambda c: (d,), _same, _same),
         ]
     if not cfg.tie_word_embeddings:
         specs.append(ParamSpec(("lm_head",), "lm_head.weight", lambda c: (v, d), _t, _t))

@@ -6,51 +6,23 @@ K key/value heads, H head dim, F MLP width, V vocabulary.
 
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from globmed_jax.models.config import ModelConfig, RopeScaling
+from globmed_jax.models.projection import Projection, param
 from globmed_jax.sharding import ShardingContext
 
-Initializer = Callable[..., jax.Array]
 
-
-def _param(rngs: nnx.Rngs, init: Initializer, shape, dtype, logical_axes) -> nnx.Param:
-    return nnx.Param(init(rngs.params(), shape, dtype), logical_axes=tuple(logical_axes))
-
-
-def _weight_init(fan_in: int) -> Initializer:
-    return jax.nn.initializers.normal(stddev=1.0 / math.sqrt(fan_in))
-
-
-def _maybe_lora(module: nnx.Module, cfg: ModelConfig, name: str, in_shape, out_shape, in_axes, out_axes,
-                rngs: nnx.Rngs) -> None:
-    """Adds LoRA factors ``{name}_lora_a [*in, r]`` and ``{name}_lora_b [r, *out]`` (B starts at
-    zero, so the adapted model starts equal to the base model)."""
-    if cfg.lora_rank <= 0 or name not in cfg.lora_targets:
-        return
-    r, pd = cfg.lora_rank, cfg.weight_dtype
-    fan_in = int(np.prod(in_shape))
-    a = _weight_init(fan_in)(rngs.params(), (*in_shape, r), pd)
-    b = jnp.zeros((r, *out_shape), pd)
-    setattr(module, f"{name}_lora_a", nnx.LoRAParam(a, logical_axes=(*in_axes, "lora_rank")))
-    setattr(module, f"{name}_lora_b", nnx.LoRAParam(b, logical_axes=("lora_rank", *out_axes)))
-
-
-def _lora_delta(module: nnx.Module, cfg: ModelConfig, name: str, x: jax.Array, in_ndim: int) -> jax.Array | None:
-    """``(alpha / r) * (x @ A) @ B`` contracting the last ``in_ndim`` axes of x, or None."""
-    a = getattr(module, f"{name}_lora_a", None)
-    if a is None:
-        return None
-    dt = cfg.compute_dtype
-    b = getattr(module, f"{name}_lora_b")
-    low = jnp.tensordot(x, a[...].astype(dt), axes=in_ndim)
-    return jnp.tensordot(low, b[...].astype(dt), axes=1) * (cfg.lora_alpha / cfg.lora_rank)
+def _projection(cfg: ModelConfig, name: str, in_shape, out_shape, in_axes, out_axes, use_bias: bool,
+                rngs: nnx.Rngs) -> Projection:
+    """The projection ``name``, with LoRA factors when ``cfg`` targets it."""
+    rank = cfg.lora_rank if name in cfg.lora_targets else 0
+    return Projection(in_shape, out_shape, in_axes, out_axes, use_bias=use_bias,
+                      param_dtype=cfg.weight_dtype, compute_dtype=cfg.compute_dtype,
+                      lora_rank=max(rank, 0), lora_alpha=cfg.lora_alpha, rngs=rngs)
 
 
 class RMSNorm(nnx.Module):
@@ -58,7 +30,7 @@ class RMSNorm(nnx.Module):
 
     def __init__(self, dim: int, eps: float, param_dtype, logical_axis: str, *, rngs: nnx.Rngs):
         self.eps = eps
-        self.scale = _param(rngs, jax.nn.initializers.ones, (dim,), param_dtype, (logical_axis,))
+        self.scale = param(rngs, jax.nn.initializers.ones, (dim,), param_dtype, (logical_axis,))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -107,37 +79,19 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, shard: ShardingContext, *, rngs: nnx.Rngs):
         d, n, k, h, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.weight_dtype
         self.cfg, self.shard = cfg, shard
-        self.q_proj = _param(rngs, _weight_init(d), (d, n, h), pd, ("embed", "heads", "head_dim"))
-        self.k_proj = _param(rngs, _weight_init(d), (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
-        self.v_proj = _param(rngs, _weight_init(d), (d, k, h), pd, ("embed", "kv_heads", "head_dim"))
-        self.o_proj = _param(rngs, _weight_init(n * h), (n, h, d), pd, ("heads", "head_dim", "embed"))
-        zeros = jax.nn.initializers.zeros
-        if cfg.qkv_bias:
-            self.q_bias = _param(rngs, zeros, (n, h), pd, ("heads", "head_dim"))
-            self.k_bias = _param(rngs, zeros, (k, h), pd, ("kv_heads", "head_dim"))
-            self.v_bias = _param(rngs, zeros, (k, h), pd, ("kv_heads", "head_dim"))
-        if cfg.o_bias:
-            self.o_bias = _param(rngs, zeros, (d,), pd, ("embed",))
-        _maybe_lora(self, cfg, "q_proj", (d,), (n, h), ("embed",), ("heads", "head_dim"), rngs)
-        _maybe_lora(self, cfg, "k_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"), rngs)
-        _maybe_lora(self, cfg, "v_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"), rngs)
-        _maybe_lora(self, cfg, "o_proj", (n, h), (d,), ("heads", "head_dim"), ("embed",), rngs)
+        self.q_proj = _projection(cfg, "q_proj", (d,), (n, h), ("embed",), ("heads", "head_dim"),
+                                  cfg.qkv_bias, rngs)
+        self.k_proj = _projection(cfg, "k_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"),
+                                  cfg.qkv_bias, rngs)
+        self.v_proj = _projection(cfg, "v_proj", (d,), (k, h), ("embed",), ("kv_heads", "head_dim"),
+                                  cfg.qkv_bias, rngs)
+        self.o_proj = _projection(cfg, "o_proj", (n, h), (d,), ("heads", "head_dim"), ("embed",),
+                                  cfg.o_bias, rngs)
         if cfg.qk_norm:
             self.q_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
             self.k_norm = RMSNorm(h, cfg.rms_norm_eps, pd, "head_dim", rngs=rngs)
         # A tuple, not an array: module attributes that are not Variables must be hashable.
         self.inv_freq = tuple(rope_inverse_frequencies(h, cfg.rope_theta, cfg.rope_scaling).tolist())
-
-    def _project(self, x, name: str) -> jax.Array:
-        dt = self.cfg.compute_dtype
-        y = jnp.einsum("btd,dkh->btkh", x, getattr(self, name)[...].astype(dt))
-        delta = _lora_delta(self, self.cfg, name, x, 1)
-        if delta is not None:
-            y = y + delta
-        bias_name = name[0] + "_bias"
-        if hasattr(self, bias_name):
-            y = y + getattr(self, bias_name)[...].astype(dt)
-        return y
 
     def __call__(
         self,
@@ -153,7 +107,7 @@ class Attention(nnx.Module):
         ``cache_index .. cache_index+T`` and attention runs over the whole cache.
         """
         cfg, dt = self.cfg, self.cfg.compute_dtype
-        q, k, v = self._project(x, "q_proj"), self._project(x, "k_proj"), self._project(x, "v_proj")
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, positions, self.inv_freq), apply_rope(k, positions, self.inv_freq)
@@ -169,47 +123,23 @@ class Attention(nnx.Module):
         out = jax.nn.dot_product_attention(
             q, k, v, mask=mask, scale=cfg.head_dim**-0.5, implementation=cfg.attention_impl
         )  # [B,T,N,H]
-        y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
-        delta = _lora_delta(self, cfg, "o_proj", out, 2)
-        if delta is not None:
-            y = y + delta
-        if cfg.o_bias:
-            y = y + self.o_bias[...].astype(dt)
-        return y, new_cache
+        return self.o_proj(out), new_cache
 
 
 class MLP(nnx.Module):
     """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
 
     def __init__(self, cfg: ModelConfig, shard: ShardingContext, *, rngs: nnx.Rngs):
-        d, f, pd = cfg.hidden_size, cfg.intermediate_size, cfg.weight_dtype
+        d, f = cfg.hidden_size, cfg.intermediate_size
         self.cfg, self.shard = cfg, shard
-        self.gate_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
-        self.up_proj = _param(rngs, _weight_init(d), (d, f), pd, ("embed", "mlp"))
-        self.down_proj = _param(rngs, _weight_init(f), (f, d), pd, ("mlp", "embed"))
-        _maybe_lora(self, cfg, "gate_proj", (d,), (f,), ("embed",), ("mlp",), rngs)
-        _maybe_lora(self, cfg, "up_proj", (d,), (f,), ("embed",), ("mlp",), rngs)
-        _maybe_lora(self, cfg, "down_proj", (f,), (d,), ("mlp",), ("embed",), rngs)
-        if cfg.mlp_bias:
-            zeros = jax.nn.initializers.zeros
-            self.gate_bias = _param(rngs, zeros, (f,), pd, ("mlp",))
-            self.up_bias = _param(rngs, zeros, (f,), pd, ("mlp",))
-            self.down_bias = _param(rngs, zeros, (d,), pd, ("embed",))
-
-    def _linear(self, x, name):
-        dt = self.cfg.compute_dtype
-        y = x @ getattr(self, name + "_proj")[...].astype(dt)
-        delta = _lora_delta(self, self.cfg, name + "_proj", x, 1)
-        if delta is not None:
-            y = y + delta
-        if self.cfg.mlp_bias:
-            y = y + getattr(self, name + "_bias")[...].astype(dt)
-        return y
+        self.gate_proj = _projection(cfg, "gate_proj", (d,), (f,), ("embed",), ("mlp",), cfg.mlp_bias, rngs)
+        self.up_proj = _projection(cfg, "up_proj", (d,), (f,), ("embed",), ("mlp",), cfg.mlp_bias, rngs)
+        self.down_proj = _projection(cfg, "down_proj", (f,), (d,), ("mlp",), ("embed",), cfg.mlp_bias, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = jax.nn.silu(self._linear(x, "gate")) * self._linear(x, "up")
+        hidden = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
         hidden = self.shard.constrain(hidden, ("activation_batch", "activation_length", "activation_mlp"))
-        return self._linear(hidden, "down")
+        return self.down_proj(hidden)
 
 
 class DecoderLayer(nnx.Module):

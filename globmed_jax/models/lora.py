@@ -1,6 +1,6 @@
 """LoRA: add adapters to a loaded model, and merge them back into plain weights for export.
 
-Adapters are ``nnx.LoRAParam`` variables inside the shared layers (see ``layers._maybe_lora``),
+Adapters are ``nnx.LoRAParam`` variables inside the shared layers (``projection.Projection.lora_a/lora_b``),
 so ``nnx.state(model, nnx.LoRAParam)`` selects exactly the trainable factors and the scanned,
 stacked layer layout is kept. Implemented here rather than with qwix because qwix intercepts
 einsum calls by module path, which does not see our layers when they are merged inside a scan.
@@ -13,14 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from globmed_jax.models.config import ModelConfig
+from globmed_jax.models.projection import KERNEL, LORA_A, LORA_B
 from globmed_jax.models.transformer import CausalLM
-
-# projection name -> (submodule, number of leading input axes of the weight)
-_PROJECTIONS = {
-    "q_proj": ("attn", 1), "k_proj": ("attn", 1), "v_proj": ("attn", 1), "o_proj": ("attn", 2),
-    "gate_proj": ("mlp", 1), "up_proj": ("mlp", 1), "down_proj": ("mlp", 1),
-}
-
 
 def add_lora(model: CausalLM, rank: int, alpha: float, targets, *, seed: int = 0) -> CausalLM:
     """A copy of ``model`` with LoRA adapters (B = 0) on ``targets``; base weights are shared."""
@@ -63,11 +57,10 @@ def merge_lora(model: CausalLM) -> CausalLM:
     merged = []
     for path, var in nnx.to_flat_state(abstract_state):
         value = flat[path][...]
-        name = path[-1]
-        a_path = (*path[:-1], f"{name}_lora_a")
-        if a_path in flat:
+        a_path = (*path[:-1], LORA_A)
+        if path[-1] == KERNEL and a_path in flat:
             a = flat[a_path][...].astype(jnp.float32)
-            b = flat[(*path[:-1], f"{name}_lora_b")][...].astype(jnp.float32)
+            b = flat[(*path[:-1], LORA_B)][...].astype(jnp.float32)
             # Stacked layers: a [L, *in, r], b [L, r, *out] -> delta [L, *in, *out].
             delta = jax.vmap(lambda a_l, b_l: jnp.tensordot(a_l, b_l, axes=1))(a, b)
             value = (value.astype(jnp.float32) + scale * delta).astype(value.dtype)

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from globmed_jax.models.config import ModelConfig
-from globmed_jax.models.layers import RMSNorm, DecoderLayer, _param
+from globmed_jax.models.layers import RMSNorm, DecoderLayer
+from globmed_jax.models.projection import param
 from globmed_jax.sharding import ShardingContext
 
 
@@ -78,7 +79,7 @@ class CausalLM(nnx.Module):
         self.cfg = cfg
         self.shard = shard or ShardingContext()
         pd = cfg.weight_dtype
-        self.embed = _param(rngs, jax.nn.initializers.normal(0.02), (cfg.vocab_size, cfg.hidden_size),
+        self.embed = param(rngs, jax.nn.initializers.normal(0.02), (cfg.vocab_size, cfg.hidden_size),
                             pd, ("vocab", "embed"))
 
         @nnx.split_rngs(splits=cfg.num_layers)
@@ -90,7 +91,7 @@ class CausalLM(nnx.Module):
         self.layers = make_layers(rngs)
         self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, "norm", rngs=rngs)
         if not cfg.tie_word_embeddings:
-            self.lm_head = _param(rngs, jax.nn.initializers.normal(cfg.hidden_size**-0.5),
+            self.lm_head = param(rngs, jax.nn.initializers.normal(cfg.hidden_size**-0.5),
                                   (cfg.hidden_size, cfg.vocab_size), pd, ("embed", "vocab"))
 
     # ---------------------------------------------------------------------------- API

@@ -30,7 +30,7 @@ def decay_mask(params: Any, *, decay_norms: bool = False, decay_biases: bool = F
         joined = "/".join(names)
         if "norm" in joined:
             return decay_norms
-        if names[-1].endswith("_bias"):
+        if names[-1] == "bias":  # projection.BIAS
             return decay_biases
         if names[-1] in ("embed", "lm_head"):
             return decay_embeddings
