@@ -35,6 +35,7 @@ from flax import nnx
 
 from globmed_jax import decode
 from globmed_jax.data.prompts import PromptConfig, answer_choices, choice_labels, gold_label
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, prompting
 from globmed_jax.sharding import logical_to_spec
@@ -180,7 +181,7 @@ def choice_logprobs(model, tokenizer: Any, records: Sequence[Record], *,
     for r in records:
         cs = answer_choices(r, prompt_config)
         if cs is None:
-            raise ValueError(f"record {r.id}: task {r.task!r} has no closed answer set to score")
+            raise ValueError(f"record {r.id}: family {r.family!r} has no closed answer set to score")
         choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
     pad_id = _pad_id(tokenizer)
     scores: list[np.ndarray | None] = [None] * len(records)
@@ -266,7 +267,7 @@ def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> d
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
     out: dict[str, float] = {"num_examples": float(len(records))}
-    closed = [(r, p) for r, p in zip(records, predictions) if r.task != "open_qa"]
+    closed = [(r, p) for r, p in zip(records, predictions) if get_family(r.family).closed]
     if closed:
         correct = [is_correct(r, p) for r, p in closed]
         out["accuracy"] = float(np.mean(correct))
@@ -274,13 +275,13 @@ def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> d
         by_task_lang: dict[tuple[str, str], list[bool]] = defaultdict(list)
         for (r, _), c in zip(closed, correct):
             by_lang[r.language].append(c)
-            by_task_lang[(r.task, r.language)].append(c)
+            by_task_lang[(r.family, r.language)].append(c)
         for lang in sorted(by_lang):
             out[f"accuracy_{lang}"] = float(np.mean(by_lang[lang]))
         for (task, lang), cs in sorted(by_task_lang.items()):
             out[f"accuracy/{task}/{lang}"] = float(np.mean(cs))
     out["parse_failure_rate"] = float(np.mean([p.parse_failed for p in predictions])) if predictions else 0.0
-    open_pairs = [(r, p) for r, p in zip(records, predictions) if r.task == "open_qa"]
+    open_pairs = [(r, p) for r, p in zip(records, predictions) if not get_family(r.family).closed]
     if open_pairs:
         from globmed_jax.evaluation import metrics
 

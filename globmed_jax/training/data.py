@@ -52,7 +52,7 @@ def register_jsonl_directory(directory: Path, mixture: str, temperature: float,
             continue
         with train_file.open() as fh:
             first = json.loads(fh.readline())
-        found.append((dataset, language, first["task"]))
+        found.append((dataset, language, first.get("family", first.get("task"))))
     if not found:
         raise FileNotFoundError(f"no <dataset>/<language>/train.jsonl files for {languages} under {directory}")
     names = tasks.register_jsonl_tasks(directory, found, overwrite=True)
