@@ -144,7 +144,7 @@ def test_few_shot_and_native_instruction_prompts(tiny_model):
     assert all(s.family == item.family and s.language == "sw" and s.dataset == item.dataset for s in shots)
     assert all(s.source_id != item.source_id for s in shots)
     cfg = prompting.config_for(item, PromptConfig(), "native")
-    msgs = prompting.build_messages(item, cfg, shots)
+    msgs = prompts.build_messages(item, cfg, shots)
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
     assert msgs[1]["content"] == answer_target(shots[0])
     assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["yes_no_maybe"])
@@ -165,7 +165,7 @@ def test_few_shot_and_native_instruction_prompts(tiny_model):
     mc = next(r for r in TEST if r.language == "sw" and r.family == "mcqa")
     fmt = prompting.config_for(mc, PromptConfig(mcqa_answer="option_text"), "native")
     assert fmt.mcqa_answer == "option_text"
-    msgs = prompting.build_messages(mc, fmt, prompting.select_shots(mc, TRAIN, 1, seed=0))
+    msgs = prompts.build_messages(mc, fmt, prompting.select_shots(mc, TRAIN, 1, seed=0))
     assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["mcqa_option_text"])
     shot = prompting.select_shots(mc, TRAIN, 1, seed=0)[0]
     assert msgs[1]["content"] == shot.options[shot.answer]

@@ -143,7 +143,8 @@ NAMES: tuple[str, ...] = tuple(FAMILIES)
 
 
 def get_family(name: str) -> Family:
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown task family {name!r}; known: {NAMES}") from None
+    """The family named ``name``; ValueError (listing the known names) for any other."""
+    family = FAMILIES.get(name)
+    if family is None:
+        raise ValueError(f"unknown task family {name!r}; known: {NAMES}")
+    return family
