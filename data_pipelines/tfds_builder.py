@@ -24,8 +24,8 @@ from globmed_jax.data.records_io import iter_records, record_path
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
 BUILDER_NAME = "glob_med"
-VERSION = tfds.core.Version("1.0.0")
-_TEXT_FIELDS = ("id", "source_id", "dataset", "language", "split", "task", "question", "answer")
+VERSION = tfds.core.Version("1.1.0")
+_TEXT_FIELDS = ("id", "source_id", "dataset", "language", "split", "family", "question", "answer")
 
 FEATURES = tfds.features.FeaturesDict(
     {
@@ -81,7 +81,8 @@ class GlobMed(tfds.core.GeneratorBasedBuilder):
     """Normalized GlobMed records; configs are created per (dataset, language) at run time."""
 
     VERSION = VERSION
-    RELEASE_NOTES = {"1.0.0": "Normalized records (data_pipelines.build JSONL)."}
+    RELEASE_NOTES = {"1.0.0": "Normalized records (data_pipelines.build JSONL).",
+                     "1.1.0": "The task-family feature is named `family` (was `task`), as in Record."}
     BUILDER_CONFIGS: list[GlobMedConfig] = []
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -20,7 +20,8 @@ from data_pipelines.importers.base import BadRecord, Item, Location
 from data_pipelines.jsonl_io import QuarantineWriter
 from globmed_jax.data.records_io import RecordWriter
 from globmed_jax.data.languages import get_language
-from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, SPLITS, TASKS, YES_NO_MAYBE, Record
+from globmed_jax.data.families import FAMILIES
+from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ def check_record(r: Record) -> list[Issue]:
             issues.append((f, f"empty {f}"))
     if not isinstance(r.question, str) or not r.question.strip():
         issues.append(("question", "empty question"))
-    if r.task not in TASKS:
-        issues.append(("task", f"unknown task {r.task!r}; known: {TASKS}"))
+    family = FAMILIES.get(r.family)
+    if family is None:
+        issues.append(("family", f"unknown task family {r.family!r}; known: {tuple(FAMILIES)}"))
     try:
         get_language(r.language)
     except (KeyError, AttributeError):
@@ -51,16 +53,8 @@ def check_record(r: Record) -> list[Issue]:
     if not isinstance(r.answer, str):
         issues.append(("answer", f"answer must be a string, got {type(r.answer).__name__}"))
         return issues
-    if r.task == "mcqa":
-        issues += _check_options(r)
-    elif r.options:
-        issues.append(("options", f"options given for a {r.task} record"))
-    if r.task == "yes_no_maybe" and r.answer not in YES_NO_MAYBE:
-        issues.append(("answer", f"label {r.answer!r} not in {YES_NO_MAYBE}"))
-    elif r.task == "nli" and r.answer not in NLI_LABELS:
-        issues.append(("answer", f"label {r.answer!r} not in {NLI_LABELS}"))
-    elif r.task == "open_qa" and not r.answer.strip():
-        issues.append(("answer", "empty answer"))
+    if family is not None:
+        issues += _check_options(r) if family.has_options else family.check(r)
     return issues
 
 
@@ -84,7 +78,7 @@ class _Signature:
     """What translations of one source item must agree on."""
 
     dataset: str
-    task: str
+    family: str
     split: str
     n_options: int
     language: str
@@ -109,10 +103,10 @@ class Validator:
             return issues
         if r.id in self._ids:
             return [("id", f"duplicate id {r.id!r} (first seen at {self._ids[r.id]})")]
-        sig = _Signature(r.dataset, r.task, r.split, len(r.options), r.language, where)
+        sig = _Signature(r.dataset, r.family, r.split, len(r.options), r.language, where)
         first = self._sources.get(r.source_id)
         if first is not None:
-            for f in ("dataset", "task", "split", "n_options"):
+            for f in ("dataset", "family", "split", "n_options"):
                 a, b = getattr(sig, f), getattr(first, f)
                 if a != b:
                     return [("source_id", f"source_id {r.source_id!r} misaligned: {f} {a!r} here but {b!r} in "

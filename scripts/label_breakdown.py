@@ -17,6 +17,7 @@ from pathlib import Path
 import ml_collections
 
 from globmed_jax.data import mini
+from globmed_jax.data.families import get_family
 from globmed_jax.data.languages import get_language
 from globmed_jax.decode import Decoder
 from globmed_jax.evaluation import scoring
@@ -39,7 +40,7 @@ def main() -> None:
     if args.limit:
         by_cell = collections.defaultdict(list)
         for r in records:
-            by_cell[(r.task, r.language)].append(r)
+            by_cell[(r.family, r.language)].append(r)
         records = [r for cell in by_cell.values() for r in cell[:args.limit]]
     decoder = Decoder(model, pad_id=pad_id(tokenizer))
     preds = scoring.predict(decoder, tokenizer, records, mode="loglik", prompt_config=fmt, batch_size=64,
@@ -47,10 +48,11 @@ def main() -> None:
     cells: dict[tuple[str, str, str], list[bool]] = collections.defaultdict(list)
     for r, p in zip(records, preds):
         level = "low" if get_language(r.language).low_resource else "high"
-        if r.task == "open_qa":
-            cells[("open_qa", "exact match", level)].append((p.text or "").strip().lower() == r.answer.lower())
+        family = get_family(r.family)
+        if not family.closed:
+            cells[(r.family, "exact match", level)].append((p.text or "").strip().lower() == r.answer.lower())
         else:
-            cells[(r.task, "-" if r.task == "mcqa" else r.answer, level)].append(scoring.is_correct(r, p))
+            cells[(r.family, "-" if family.has_options else r.answer, level)].append(scoring.is_correct(r, p))
     print("| task | gold label | resource | accuracy | items |\n|---|---|---|---|---|")
     for (task, label, level), ok in sorted(cells.items()):
         print(f"| {task} | {label} | {level} | {sum(ok) / len(ok):.3f} | {len(ok)} |")

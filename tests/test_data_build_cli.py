@@ -105,4 +105,4 @@ def test_tfds_array_record_through_grain_equals_jsonl(tmp_path):
         got = sorted(grain.MapDataset.source(src).map(example_to_record), key=lambda r: r.id)
         assert got == expected
     assert len(load_data_source(out / "tfds", "medqa", "es", "train")) == 2
-    assert (out / "tfds/glob_med/medqa-en/1.0.0/glob_med-train.array_record-00000-of-00001").is_file()
+    assert (out / "tfds/glob_med/medqa-en/1.1.0/glob_med-train.array_record-00000-of-00001").is_file()

@@ -311,10 +311,10 @@ def test_globmed_release_variants_and_alignment(tmp_path):
     assert (by_ds["mmlu_pro"].source_id, by_ds["mmlu_pro"].answer, len(by_ds["mmlu_pro"].options)) == ("mmlu_pro:q9", "B", 4)
     assert [r.answer for r in good if r.dataset == "medmcqa"] == ["A", "D"]  # cop 0 occurs -> 0-based
     pm = by_ds["pubmedqa"]
-    assert (pm.task, pm.answer, pm.context, pm.explanation, pm.language) == ("yes_no_maybe", "no", "c1\nc2", "L", "fr")
+    assert (pm.family, pm.answer, pm.context, pm.explanation, pm.language) == ("yes_no_maybe", "no", "c1\nc2", "L", "fr")
     nli = by_ds["bionli"]
-    assert (nli.task, nli.context, nli.question, nli.answer) == ("nli", "P", "H", "neutral")
-    assert (by_ds["liveqa"].task, by_ds["liveqa"].answer, by_ds["liveqa"].split) == ("open_qa", "A.", "test")
+    assert (nli.family, nli.context, nli.question, nli.answer) == ("nli", "P", "H", "neutral")
+    assert (by_ds["liveqa"].family, by_ds["liveqa"].answer, by_ds["liveqa"].split) == ("open_qa", "A.", "test")
 
 
 def test_globmed_field_map_override(tmp_path):
@@ -323,7 +323,7 @@ def test_globmed_field_map_override(tmp_path):
     assert len(bad) == 1 and bad[0].field == "question"
     fm = {"MedExpQA": {"id": "nr", "question": "enunciado", "options": "opciones", "answer": "correcta", "answer_format": "index1"}}
     good, bad = run("globmed", tmp_path, field_map=fm)
-    assert bad == [] and [(r.source_id, r.answer, r.task) for r in good] == [("medexpqa:5", "B", "mcqa")]
+    assert bad == [] and [(r.source_id, r.answer, r.family) for r in good] == [("medexpqa:5", "B", "mcqa")]
 
 
 def test_globmed_unknown_source_is_reported(tmp_path):

@@ -67,7 +67,7 @@ def test_aligned_across_languages(data):
             else:
                 assert langs == set(DEFAULT_LANGUAGES)
             # Same label in every language (an open answer is the fact's term, translated).
-            keys = {(r.answer if r.task != "open_qa" else None, r.task, r.dataset, r.meta["fact"],
+            keys = {(r.answer if r.family != "open_qa" else None, r.family, r.dataset, r.meta["fact"],
                      r.meta["templates"], r.meta["candidate"], tuple(r.options)) for r in group}
             assert len(keys) == 1, sid
         subset = {sid for sid, g in groups.items() if any(r.language in low for r in g)}
@@ -91,8 +91,8 @@ def test_test_phrasings_held_out_from_train(data):
                                                     "nli_neutral", "open_question"}
     for lang in DEFAULT_LANGUAGES:
         for family in mini.FAMILIES:
-            tr = [r for r in data["train"] if r.language == lang and r.task == family]
-            te = [r for r in data["test"] if r.language == lang and r.task == family]
+            tr = [r for r in data["train"] if r.language == lang and r.family == family]
+            te = [r for r in data["test"] if r.language == lang and r.family == family]
             assert not {r.question for r in tr} & {r.question for r in te}, (lang, family)
             if family == "nli":
                 assert not {r.context for r in tr} & {r.context for r in te}, (lang, family)
@@ -108,21 +108,21 @@ def test_answers_valid_and_distractors_from_same_category(data):
     for r in data["train"] + data["test"]:
         fact = _fact(r)
         terms = mini.TERMS[fact.relation]
-        if r.task == "mcqa":
+        if r.family == "mcqa":
             assert list(r.options) == list(OPTION_LETTERS[: CFG.num_options])
             assert r.answer in r.options
             assert r.options[r.answer] == terms[fact.answer][r.language]
             texts = set(r.options.values())
             assert len(texts) == CFG.num_options
             assert texts <= {row[r.language] for row in terms.values()}  # same category
-        elif r.task == "yes_no_maybe":
+        elif r.family == "yes_no_maybe":
             assert r.answer in YES_NO_MAYBE
             if r.answer != "maybe":  # with a diagnosis, yes iff the candidate is the true answer
                 assert (r.meta["candidate"] == fact.answer) == (r.answer == "yes")
             # "maybe" exactly when the clinical note gives no diagnosis.
             undiagnosed = {mini._finish(t, r.language) for t in mini.TEMPLATES[r.language].ynm_undiagnosed}
             assert (r.context in undiagnosed) == (r.answer == "maybe")
-        elif r.task == "open_qa":  # the fact asked directly; the answer is its term
+        elif r.family == "open_qa":  # the fact asked directly; the answer is its term
             assert r.answer == terms[fact.answer][r.language] and not r.options and r.context is None
             if r.language == "en":  # (other languages contract articles into prepositions)
                 assert mini.CONDITIONS[fact.condition]["en"].lower() in r.question.lower()
@@ -132,14 +132,14 @@ def test_answers_valid_and_distractors_from_same_category(data):
                 assert r.meta["candidate"] == fact.answer
             elif r.answer == "contradiction":
                 assert r.meta["candidate"] not in (None, fact.answer)
-        for text in (r.question, *([r.context] if r.task in ("yes_no_maybe", "nli") else []), *r.options.values()):
+        for text in (r.question, *([r.context] if r.family in ("yes_no_maybe", "nli") else []), *r.options.values()):
             assert text and "{" not in text and "}" not in text
 
 
 def test_labels_balanced(data):
     for lang in ("en", "ko"):
         for family, labels in (("mcqa", OPTION_LETTERS[:4]), ("yes_no_maybe", YES_NO_MAYBE), ("nli", NLI_LABELS)):
-            c = collections.Counter(r.answer for r in data["train"] if r.language == lang and r.task == family)
+            c = collections.Counter(r.answer for r in data["train"] if r.language == lang and r.family == family)
             assert set(c) == set(labels)
             assert max(c.values()) - min(c.values()) <= 2, (lang, family, c)
 
@@ -184,10 +184,10 @@ def test_test_split_answerable_from_train_knowledge(data):
     by far in a high-resource language, and less so in a low-resource one: the held-out
     phrasings do not hide the facts, and the scarcity is real."""
     def accuracy(lang):
-        train = [r for r in data["train"] if r.language == lang and r.task == "mcqa"]
+        train = [r for r in data["train"] if r.language == lang and r.family == "mcqa"]
         index = [(_grams(r.question), r.options[r.answer]) for r in train]
         correct = total = 0
-        for r in (r for r in data["test"] if r.language == lang and r.task == "mcqa"):
+        for r in (r for r in data["test"] if r.language == lang and r.family == "mcqa"):
             g = _grams(r.question)
             best = max(index, key=lambda item: len(g & item[0]) / len(g | item[0]))
             scores = {letter: text == best[1] for letter, text in r.options.items()}

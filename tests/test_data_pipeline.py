@@ -44,12 +44,12 @@ def _sample_records():
     data = mini.generate(split="test")
     by = collections.defaultdict(list)
     for r in data:
-        by[(r.task, r.language)].append(r)
+        by[(r.family, r.language)].append(r)
     return [by[(f, lang)][i] for f in mini.FAMILIES for lang in ("en", "zh", "ar", "am") for i in (0, 5)]
 
 
 def test_prompt_format_per_family(tok):
-    recs = {r.task: r for r in _sample_records() if r.language == "en"}
+    recs = {r.family: r for r in _sample_records() if r.language == "en"}
     mc = pipeline.render_prompt(recs["mcqa"], tok)
     assert mc.startswith("<|im_start|>user\n" + prompts.DEFAULT_INSTRUCTIONS["mcqa"])
     assert mc.endswith("<|im_end|>\n<|im_start|>assistant\n")
@@ -75,8 +75,8 @@ def test_prompt_format_per_family(tok):
 def test_option_text_answer_format(tok):
     """mcqa_answer="option_text": the instruction asks for the option's text, the trained target
     is that text, the scored choices are the option texts, and the label stays the letter."""
-    mc = next(r for r in _sample_records() if r.task == "mcqa" and r.language == "zh")
-    nli = next(r for r in _sample_records() if r.task == "nli")
+    mc = next(r for r in _sample_records() if r.family == "mcqa" and r.language == "zh")
+    nli = next(r for r in _sample_records() if r.family == "nli")
     fmt = PromptConfig(mcqa_answer="option_text")
     text = pipeline.render_prompt(mc, tok, fmt)
     assert prompts.DEFAULT_INSTRUCTIONS["mcqa_option_text"] in text
@@ -323,7 +323,7 @@ def test_training_path_does_not_import_seqio():
 
 
 def test_open_qa_target_is_the_free_text(tok):
-    r = Record(id="x", source_id="x", dataset="d", language="en", split="train", task="open_qa",
+    r = Record(id="x", source_id="x", dataset="d", language="en", split="train", family="open_qa",
                question="What is the first-line drug for anaphylaxis?", answer="Epinephrine.")
     ex = pipeline.format_example(r, tok)
     f = pipeline.example_features(ex, 0)

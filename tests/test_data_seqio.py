@@ -47,7 +47,7 @@ def test_seqio_dataset_yields_the_task_examples():
     for g, r in zip(got, records):
         assert g["inputs"].decode() == prompts.user_message(r)
         assert g["targets"].decode() == prompts.answer_target(r)
-        assert g["language"].decode() == "sw" and g["task"].decode() == "mcqa"
+        assert g["language"].decode() == "sw" and g["family"].decode() == "mcqa"
     shuffled = [g["id"].decode() for g in task.get_dataset(sequence_length=None, split="train", shuffle=True,
                                                              seed=0).as_numpy_iterator()]
     assert sorted(shuffled) == sorted(r.id for r in records)

@@ -42,7 +42,7 @@ def test_globmed_mini_registered():
     t = tasks.get_task("globmed_mini_nli_yo")
     assert (t.language, t.dataset, t.family) == ("yo", "globmed_mini_nli", "nli")
     assert t.num_examples("train") == N_LOW and t.num_examples("test") == len(mini.FACTS) * CFG.test_variants
-    assert all(r.language == "yo" and r.task == "nli" for r in t.records("train"))
+    assert all(r.language == "yo" and r.family == "nli" for r in t.records("train"))
     assert isinstance(tasks.get_mixture_or_task("globmed_mini"), tasks.Mixture)
     assert isinstance(tasks.get_mixture_or_task("globmed_mini_mcqa_en"), tasks.Task)
     with pytest.raises(KeyError, match="no_such_mixture"):

@@ -16,7 +16,7 @@ from data_pipelines.validate import ValidationError, check_record, validate_reco
 from globmed_jax.data.schema import Record
 
 BASE = Record(
-    id="medqa:1@en", source_id="medqa:1", dataset="medqa", language="en", split="train", task="mcqa",
+    id="medqa:1@en", source_id="medqa:1", dataset="medqa", language="en", split="train", family="mcqa",
     question="Q?", answer="B", options={"A": "x", "B": "y", "C": "z"},
 )
 
@@ -25,7 +25,7 @@ BASE = Record(
     "changes, field, reason",
     [
         ({"question": "  "}, "question", "empty question"),
-        ({"task": "summarization"}, "task", "unknown task"),
+        ({"family": "summarization"}, "family", "unknown task family"),
         ({"language": "xx"}, "language", "unknown language 'xx'"),
         ({"split": "dev"}, "split", "unknown split 'dev'"),
         ({"answer": "D"}, "answer", "answer 'D' not among options ABC"),
@@ -33,10 +33,10 @@ BASE = Record(
         ({"options": {k: k for k in "ABCDEFGHIJK"}}, "options", "11 option(s)"),
         ({"options": {"A": "x", "C": "z"}, "answer": "A"}, "options", "option letters AC are not AB"),
         ({"options": {"A": "x", "B": " "}}, "options", "empty option text for B"),
-        ({"task": "yes_no_maybe", "options": {}, "answer": "perhaps"}, "answer", "label 'perhaps'"),
-        ({"task": "nli", "options": {}, "answer": "entails"}, "answer", "label 'entails'"),
-        ({"task": "open_qa", "options": {}, "answer": ""}, "answer", "empty answer"),
-        ({"task": "open_qa"}, "options", "options given for a open_qa record"),
+        ({"family": "yes_no_maybe", "options": {}, "answer": "perhaps"}, "answer", "label 'perhaps'"),
+        ({"family": "nli", "options": {}, "answer": "entails"}, "answer", "label 'entails'"),
+        ({"family": "open_qa", "options": {}, "answer": ""}, "answer", "empty answer"),
+        ({"family": "open_qa"}, "options", "options given for a open_qa record"),
         ({"id": ""}, "id", "empty id"),
     ],
 )
@@ -49,7 +49,7 @@ def test_check_record_accepts_good_records():
     assert check_record(BASE) == []
     assert check_record(dataclasses.replace(BASE, options={k: k for k in "ABCDEFGHIJ"}, answer="J")) == []
     for task, answer in (("yes_no_maybe", "maybe"), ("nli", "contradiction"), ("open_qa", "Some text.")):
-        assert check_record(dataclasses.replace(BASE, task=task, answer=answer, options={})) == []
+        assert check_record(dataclasses.replace(BASE, family=task, answer=answer, options={})) == []
 
 
 def test_validator_duplicates_and_cross_language_alignment():

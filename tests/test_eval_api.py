@@ -145,7 +145,7 @@ def test_llm_judge_against_local_server():
         candidate = prompt.split("Candidate answer: ")[1].split("\n")[0]
         return "Score: 4" if reference.lower() in candidate.lower() else "1 - wrong"
 
-    recs = [Record(id=f"r{i}", source_id=f"s{i}", dataset="oqa", language="en", split="test", task="open_qa",
+    recs = [Record(id=f"r{i}", source_id=f"s{i}", dataset="oqa", language="en", split="test", family="open_qa",
                    question="First-line drug for anaphylaxis?", answer="epinephrine") for i in range(3)]
     with StubServer(grader) as server:
         client, _ = client_for(server)

@@ -123,7 +123,7 @@ def test_word_boundaries_are_script_aware():
 
 def test_parse_answer_dispatches_on_task():
     mk = lambda task, **kw: Record(id="x", source_id="s", dataset="d", language="fr", split="test",
-                                   task=task, question="q", answer=kw.pop("answer", "yes"), **kw)
+                                   family=task, question="q", answer=kw.pop("answer", "yes"), **kw)
     assert parse_answer("La réponse est C", mk("mcqa", answer="C", options=OPTIONS)) == "C"
     assert parse_answer("Oui", mk("yes_no_maybe")) == "yes"
     assert parse_answer("neutre", mk("nli", answer="neutral")) == "neutral"

@@ -28,8 +28,8 @@ from openai_stub import StubServer  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LANGS = ("en", "zh", "sw", "am")
 CLOSED = ("mcqa", "yes_no_maybe", "nli")  # the closed-form families (open_qa has its own test)
-TEST = [r for r in mini.generate(mini.MiniConfig(), "test") if r.task in CLOSED]
-TRAIN = [r for r in mini.generate(mini.MiniConfig(), "train") if r.task in CLOSED]
+TEST = [r for r in mini.generate(mini.MiniConfig(), "test") if r.family in CLOSED]
+TRAIN = [r for r in mini.generate(mini.MiniConfig(), "train") if r.family in CLOSED]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_loglik_matches_torch(tiny_ckpt, tiny_model):
     records = _pick(TEST, 2)
     # Both scoring paths must be exercised: single-token choices (one prefill per record via
     # Decoder.score_next) and multi-token ones (a forward per choice).
-    n_tokens = {r.task: max(len(tok.encode(c, add_special_tokens=False)) for c in answer_choices(r)) for r in records}
+    n_tokens = {r.family: max(len(tok.encode(c, add_special_tokens=False)) for c in answer_choices(r)) for r in records}
     assert n_tokens["mcqa"] == 1 and n_tokens["nli"] > 1, n_tokens
 
     ours = scoring.choice_logprobs(decoder, tok, records, batch_size=8)
@@ -112,7 +112,7 @@ def test_option_text_scoring_matches_torch_and_predicts_letters(tiny_ckpt, tiny_
     _, hf = tiny_ckpt
     decoder, tok = tiny_model
     fmt = PromptConfig(mcqa_answer="option_text")
-    records = [r for r in _pick(TEST, 2) if r.task == "mcqa"]
+    records = [r for r in _pick(TEST, 2) if r.family == "mcqa"]
     assert records and any(len(tok.encode(c, add_special_tokens=False)) > 1
                            for r in records for c in answer_choices(r, fmt))
     ours = scoring.choice_logprobs(decoder, tok, records, prompt_config=fmt, batch_size=8)
@@ -141,13 +141,13 @@ def test_generate_mode_parses_its_own_text(tiny_model):
 
 def test_few_shot_and_native_instruction_prompts(tiny_model):
     _, tok = tiny_model
-    item = next(r for r in TEST if r.language == "sw" and r.task == "yes_no_maybe")
+    item = next(r for r in TEST if r.language == "sw" and r.family == "yes_no_maybe")
     shots = prompting.select_shots(item, TRAIN, 2, seed=0)
     assert len(shots) == 2
-    assert all(s.task == item.task and s.language == "sw" and s.dataset == item.dataset for s in shots)
+    assert all(s.family == item.family and s.language == "sw" and s.dataset == item.dataset for s in shots)
     assert all(s.source_id != item.source_id for s in shots)
     cfg = prompting.config_for(item, PromptConfig(), "native")
-    msgs = prompting.build_messages(item, cfg, shots)
+    msgs = prompts.build_messages(item, cfg, shots)
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
     assert msgs[1]["content"] == answer_target(shots[0])
     assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["yes_no_maybe"])
@@ -165,10 +165,10 @@ def test_few_shot_and_native_instruction_prompts(tiny_model):
     # format the native k-shot prompt uses it and the shots answer with option texts.
     for lang, table in prompting.INSTRUCTIONS.items():
         assert set(table) == set(prompts.DEFAULT_INSTRUCTIONS), lang
-    mc = next(r for r in TEST if r.language == "sw" and r.task == "mcqa")
+    mc = next(r for r in TEST if r.language == "sw" and r.family == "mcqa")
     fmt = prompting.config_for(mc, PromptConfig(mcqa_answer="option_text"), "native")
     assert fmt.mcqa_answer == "option_text"
-    msgs = prompting.build_messages(mc, fmt, prompting.select_shots(mc, TRAIN, 1, seed=0))
+    msgs = prompts.build_messages(mc, fmt, prompting.select_shots(mc, TRAIN, 1, seed=0))
     assert msgs[-1]["content"].startswith(prompting.INSTRUCTIONS["sw"]["mcqa_option_text"])
     shot = prompting.select_shots(mc, TRAIN, 1, seed=0)[0]
     assert msgs[1]["content"] == shot.options[shot.answer]
@@ -193,12 +193,12 @@ def _scripted_reply(r) -> tuple[str, bool | None]:
     gold = answer_target(r)
     right = k < (4 if get_language(r.language).low_resource else 8)
     answer = gold if right else next(c for c in answer_choices(r) if c != gold)
-    if r.task == "mcqa":
+    if r.family == "mcqa":
         if r.language == "en" and k % 2:  # naming the option text instead of its letter
             text = f"The first-line choice is {r.options[answer]}."
         else:
             text = _MCQA_STYLE[r.language].format(answer)
-    elif r.task == "yes_no_maybe":
+    elif r.family == "yes_no_maybe":
         text = _YNM_WORDS[r.language][("yes", "no", "maybe").index(answer)]
     else:
         text = answer.capitalize() + "."
@@ -347,10 +347,10 @@ def test_runner_jsonl_open_qa_with_judge(tmp_path):
     from globmed_jax.data.records_io import write_records
     from globmed_jax.data.schema import Record
 
-    closed = [r for r in _pick(TEST, 3, langs=("en", "sw")) if r.task == "mcqa"]
+    closed = [r for r in _pick(TEST, 3, langs=("en", "sw")) if r.family == "mcqa"]
     answers = {"en": ["Epinephrine.", "Naloxone.", "Metformin."], "sw": ["Adrenalini.", "Naloksoni.", "Metformini."]}
     open_qa = [Record(id=f"oqa/{lang}/{i}", source_id=f"oqa/{i}", dataset="toy_open_qa", language=lang,
-                      split="test", task="open_qa", question=f"Q{i} ({lang})?", answer=answers[lang][i])
+                      split="test", family="open_qa", question=f"Q{i} ({lang})?", answer=answers[lang][i])
                for lang in ("en", "sw") for i in range(3)]
     write_records(closed + open_qa, tmp_path / "data")
     by_message = {prompts.user_message(r): r for r in closed + open_qa}
@@ -362,8 +362,8 @@ def test_runner_jsonl_open_qa_with_judge(tmp_path):
             ref = text.split("Reference answer: ")[1].split("\n")[0]
             return "5" if ref.rstrip(".") in text.split("Candidate answer: ")[1] else "Score: 2"
         r = by_message[text]
-        budgets[r.task].add(body["max_tokens"])
-        if r.task == "open_qa":  # right on item 0, wrong otherwise
+        budgets[r.family].add(body["max_tokens"])
+        if r.family == "open_qa":  # right on item 0, wrong otherwise
             return r.answer if r.source_id.endswith("0") else "Rest and fluids."
         return f"Answer: {r.answer}"
 

@@ -108,11 +108,11 @@ def test_structure_preserved_and_output_validates(tmp_path, langid):
     for src in h.SOURCES:
         for lang in LANGS:
             r = passed[f"{src.source_id}@{lang}"]
-            assert (r.source_id, r.language, r.dataset, r.split, r.task) == (src.source_id, lang, src.dataset, src.split, src.task)
+            assert (r.source_id, r.language, r.dataset, r.split, r.family) == (src.source_id, lang, src.dataset, src.split, src.family)
             assert list(r.options) == list(src.options) == list(OPTION_LETTERS[:len(src.options)])
             assert numbers_in(" ".join(t for _, t in record_fields(r))) == numbers_in(" ".join(t for _, t in record_fields(src)))
             assert "\u27e6" not in json.dumps(r.to_json(), ensure_ascii=False)
-            assert r.answer == (src.answer if src.task != "open_qa" else r.answer)
+            assert r.answer == (src.answer if src.family != "open_qa" else r.answer)
             tr = r.meta["translation"]
             assert tr["translator"] == "fake:scripted" and tr["source_language"] == "en"
             assert tr["qc"]["chrf"] == 100.0 and tr["qc"]["language_id"] == "pass"
@@ -309,7 +309,7 @@ def test_cli_local_model_end_to_end_on_mini(tmp_path, smollm2_dir):
 
     # The closed-form families (one record each with --limit 1); open answers are translated too,
     # so their answer differs from the source's, which the checks below do not expect.
-    en = [r for r in mini.generate(mini.MiniConfig(), "test") if r.language == "en" and r.task != "open_qa"]
+    en = [r for r in mini.generate(mini.MiniConfig(), "test") if r.language == "en" and r.family != "open_qa"]
     write_records(en, tmp_path / "mini")
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one CPU device
     args = ["--input", str(tmp_path / "mini"), "--languages", "sw,yo", "--translator", f"local:{smollm2_dir}",

@@ -28,7 +28,7 @@ def ph(text: str) -> str:
 
 def _rec(n: int, dataset: str, task: str, question: str, answer: str, **kw) -> Record:
     sid = f"{dataset}:{n}"
-    return Record(id=f"{sid}@en", source_id=sid, dataset=dataset, language="en", split="test", task=task,
+    return Record(id=f"{sid}@en", source_id=sid, dataset=dataset, language="en", split="test", family=task,
                   question=question, answer=answer, **kw)
 
 

@@ -190,7 +190,7 @@ def make_record(
         dataset=dataset,
         language=language,
         split=split,
-        task=task,
+        family=task,
         question=question,
         answer=answer,
         options=dict(options or {}),

@@ -34,6 +34,7 @@ from data_pipelines.importers.bionli import nli_record
 from data_pipelines.importers.mcqa import answer_letter, parse_options
 from data_pipelines.importers.medmcqa import cop_to_letter
 from data_pipelines.importers.convert import convert_entries, json_entries
+from globmed_jax.data import families
 
 # normalized source name -> (dataset id, task family)
 SOURCES: dict[str, tuple[str, str]] = {
@@ -158,7 +159,8 @@ def globmed_record(
         raise FieldError("<record>", f"expected an object, got {type(obj).__name__}")
     _, rid = _pick(obj, fm, "id", ID_FIELDS)
     local = f"{split}:{index}" if rid in (None, "") else str(rid)
-    if task == "nli":
+    family = families.FAMILIES.get(task)
+    if family is families.NLI:
         names = {"premise": fm.get("premise", fm.get("context")), "hypothesis": fm.get("hypothesis", fm.get("question")),
                  "label": fm.get("label", fm.get("answer"))}
         mapped = {k: get_field(obj, v) for k, v in names.items() if v}
@@ -170,14 +172,14 @@ def globmed_record(
     ef, e = _pick(obj, fm, "explanation", EXPLANATION_FIELDS)
     common = dict(dataset=dataset, task=task, language=lang, split=split, local_id=local, question=question,
                   context=_context(c, cf or "context"))
-    if task == "mcqa":
+    if family is families.MCQA:
         options, keys = _mcqa_options(obj, fm)
         answer = _mcqa_answer(obj, fm, options, keys, cop_base)
         return make_record(**common, answer=answer, options=options, explanation=text(e, ef or "explanation", required=False))
-    if task == "yes_no_maybe":
+    if family is families.YES_NO_MAYBE_FAMILY:
         af, a = _pick(obj, fm, "answer", YNM_ANSWER_FIELDS)
         return make_record(**common, answer=text(a, af or "answer").lower(), explanation=text(e, ef or "explanation", required=False))
-    if task == "open_qa":
+    if family is families.OPEN_QA:
         fields = tuple(f for f in OPEN_ANSWER_FIELDS if f != ef)  # explanation != answer
         af, a = _pick(obj, fm, "answer", fields)
         return make_record(**common, answer=text(a, af or "answer"))

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import iter_quarantine
 from globmed_jax.data.records_io import RecordWriter, record_id, record_path
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import Record
 
 OPTION_PREFIX = "option:"
@@ -28,7 +29,7 @@ def record_fields(r: Record) -> list[tuple[str, str]]:
     out += [(f"{OPTION_PREFIX}{k}", v) for k, v in r.options.items()]
     if r.explanation:
         out.append(("explanation", r.explanation))
-    if r.task == "open_qa" and r.answer:
+    if not get_family(r.family).closed and r.answer:
         out.append(("answer", r.answer))
     return out
 

@@ -45,10 +45,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from globmed_jax.data import records_io
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
+from globmed_jax.data.families import MCQA, NAMES, NLI, OPEN_QA, YES_NO_MAYBE_FAMILY, get_family
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, YES_NO_MAYBE, Record
 
 DATASET_PREFIX = "globmed_mini"
-FAMILIES = ("mcqa", "yes_no_maybe", "nli", "open_qa")
+FAMILIES = NAMES
 MINI_SPLITS = ("train", "test")
 RELATIONS = ("drug", "organism", "organ", "sign")
 
@@ -529,13 +530,13 @@ def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: Min
     others = [t for t in _rel_terms(fact.relation) if t != fact.answer]
     lt = TEMPLATES["en"]  # template counts are equal in all languages (checked at import)
     pick = lambda n: rng.choice(template_ids(n, split))  # noqa: E731
-    if family == "mcqa":
+    if get_family(family) is MCQA:
         n = cfg.num_options
         distractors = rng.sample(others, n - 1)
         answer_pos = cycle % n
         options = distractors[:answer_pos] + [fact.answer] + distractors[answer_pos:]
         return _Spec(fact, k, OPTION_LETTERS[answer_pos], {"mcqa": pick(len(lt.mcqa))}, options=tuple(options))
-    if family == "yes_no_maybe":
+    if get_family(family) is YES_NO_MAYBE_FAMILY:
         label = YES_NO_MAYBE[cycle % 3]
         if label == "yes":
             candidate, context = fact.answer, "ynm_diagnosed"
@@ -545,7 +546,7 @@ def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: Min
             candidate, context = rng.choice([fact.answer] + others), "ynm_undiagnosed"
         templates = {"ynm_question": pick(len(lt.ynm_question)), context: pick(len(getattr(lt, context)))}
         return _Spec(fact, k, label, templates, candidate=candidate)
-    if family == "nli":
+    if get_family(family) is NLI:
         label = NLI_LABELS[cycle % 3]
         templates = {"nli_premise": pick(len(lt.nli_premise))}
         if label == "neutral":
@@ -555,7 +556,7 @@ def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: Min
         candidate = fact.answer if label == "entailment" else rng.choice(others)
         templates["nli_hypothesis"] = pick(len(lt.nli_hypothesis))
         return _Spec(fact, k, label, templates, candidate=candidate)
-    if family == "open_qa":  # item k asks with the k-th phrasing of the split
+    if get_family(family) is OPEN_QA:  # item k asks with the k-th phrasing of the split
         return _Spec(fact, k, fact.answer, {"open_question": template_ids(len(lt.open_question), split)[k]})
     raise ValueError(f"unknown family {family!r}")
 
@@ -573,13 +574,13 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
     options: dict[str, str] = {}
     context = None
     answer = spec.label
-    if family == "mcqa":
+    if get_family(family) is MCQA:
         question = fin(_fill(lt.mcqa[t["mcqa"]], rel=rel_c))
         options = {OPTION_LETTERS[i]: term(o) for i, o in enumerate(spec.options)}
-    elif family == "open_qa":
+    elif get_family(family) is OPEN_QA:
         question = fin(_fill(lt.open_question[t["open_question"]], rel=rel_c))
         answer = term(fact.answer)
-    elif family == "yes_no_maybe":
+    elif get_family(family) is YES_NO_MAYBE_FAMILY:
         question = fin(_fill(lt.ynm_question[t["ynm_question"]], x=term(spec.candidate), rel=rel_patient))
         if "ynm_diagnosed" in t:
             context = fin(_fill(lt.ynm_diagnosed[t["ynm_diagnosed"]], c=condition))
@@ -600,7 +601,7 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
         dataset=dataset,
         language=language,
         split=split,
-        task=family,
+        family=family,
         question=question,
         answer=answer,
         options=options,
@@ -620,7 +621,7 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
 def items_per_fact(family: str, split: str, cfg: MiniConfig) -> int:
     """Source items per fact: the configured variants, except open_qa, which has one item per
     phrasing of the split (nothing else varies in an open question)."""
-    if family == "open_qa":
+    if get_family(family) is OPEN_QA:
         return len(template_ids(len(TEMPLATES["en"].open_question), split))
     return cfg.train_variants if split == "train" else cfg.test_variants
 
@@ -692,7 +693,7 @@ def write_jsonl(out_dir: str | pathlib.Path, config: MiniConfig = MiniConfig()) 
 
 def counts(records: Iterable[Record]) -> dict[tuple[str, str, str], int]:
     """``{(language, task, split): n}``."""
-    return dict(collections.Counter((r.language, r.task, r.split) for r in records))
+    return dict(collections.Counter((r.language, r.family, r.split) for r in records))
 
 
 def _check_tables() -> None:

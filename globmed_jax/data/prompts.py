@@ -18,9 +18,10 @@ Multiple-choice items have two answer formats (``PromptConfig.mcqa_answer``):
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, TASKS, YES_NO_MAYBE, Record
+from globmed_jax.data.families import Family, format_options, get_family
+from globmed_jax.data.schema import Record
 
 MCQA_ANSWER_FORMATS = ("letter", "option_text")
 
@@ -58,48 +59,36 @@ class PromptConfig:
         if self.mcqa_answer not in MCQA_ANSWER_FORMATS:
             raise ValueError(f"mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {self.mcqa_answer!r}")
 
-    def instruction(self, task: str) -> str:
-        key = "mcqa_option_text" if task == "mcqa" and self.mcqa_answer == "option_text" else task
+    @property
+    def option_text(self) -> bool:
+        """Whether multiple-choice answers are the option's text rather than its letter."""
+        return self.mcqa_answer == "option_text"
+
+    def instruction(self, family: Family | str) -> str:
+        fam = get_family(family) if isinstance(family, str) else family
+        key = fam.instruction_key(self.option_text)
         return dict(self.instructions).get(key, DEFAULT_INSTRUCTIONS[key])
 
     def label(self, key: str) -> str:
         return dict(self.labels).get(key, DEFAULT_LABELS[key])
 
 
-def format_options(options: Mapping[str, str]) -> str:
-    """``"A. text\\nB. text"`` in letter order."""
-    letters = [l for l in OPTION_LETTERS if l in options]
-    if len(letters) != len(options):
-        raise ValueError(f"option keys must be letters from {OPTION_LETTERS!r}, got {sorted(options)}")
-    return "\n".join(f"{l}. {options[l]}" for l in letters)
-
-
 def user_message(record: Record, config: PromptConfig = PromptConfig()) -> str:
     """The user turn: instruction, blank line, then the task-family-specific body."""
-    task = record.task
-    if task not in TASKS:
-        raise ValueError(f"record {record.id}: unknown task {task!r}")
-    lab = config.label
-    if task == "mcqa":
-        if not record.options:
-            raise ValueError(f"mcqa record {record.id} has no options")
-        body = f"{lab('question')}: {record.question}\n{lab('options')}:\n{format_options(record.options)}"
-        if record.context:
-            body = f"{lab('context')}: {record.context}\n{body}"
-    elif task == "nli":
-        body = f"{lab('premise')}: {record.context or ''}\n{lab('hypothesis')}: {record.question}"
-    else:
-        body = f"{lab('question')}: {record.question}"
-        if record.context:
-            body = f"{lab('context')}: {record.context}\n{body}"
-    return f"{config.instruction(task)}\n\n{body}"
+    family = get_family(record.family)
+    return f"{config.instruction(family)}\n\n{family.body(record, config.label)}"
 
 
-def build_messages(record: Record, config: PromptConfig = PromptConfig()) -> list[dict[str, str]]:
-    """Chat messages (system turn if configured, then the user turn) for ``apply_chat_template``."""
+def build_messages(record: Record, config: PromptConfig = PromptConfig(),
+                   shots: Sequence[Record] = ()) -> list[dict[str, str]]:
+    """Chat messages for ``apply_chat_template``: the system turn (if configured), one (user,
+    assistant) pair per few-shot example, then the item's user turn. Training uses no shots."""
     messages = []
     if config.system_prompt:
         messages.append({"role": "system", "content": config.system_prompt})
+    for shot in shots:
+        messages.append({"role": "user", "content": user_message(shot, config)})
+        messages.append({"role": "assistant", "content": answer_target(shot, config)})
     messages.append({"role": "user", "content": user_message(record, config)})
     return messages
 
@@ -110,24 +99,7 @@ def answer_target(record: Record, config: PromptConfig = PromptConfig()) -> str:
 
     Raises ValueError on an answer that is invalid for its task family, so bad records fail loudly
     at formatting time instead of training on garbage."""
-    answer = record.answer.strip()
-    if record.task == "mcqa":
-        if answer not in record.options:
-            raise ValueError(f"mcqa record {record.id}: answer {answer!r} is not an option letter {sorted(record.options)}")
-        return record.options[answer] if config.mcqa_answer == "option_text" else answer
-    if record.task == "yes_no_maybe":
-        answer = answer.lower()
-        if answer not in YES_NO_MAYBE:
-            raise ValueError(f"record {record.id}: answer {answer!r} not in {YES_NO_MAYBE}")
-        return answer
-    if record.task == "nli":
-        answer = answer.lower()
-        if answer not in NLI_LABELS:
-            raise ValueError(f"record {record.id}: answer {answer!r} not in {NLI_LABELS}")
-        return answer
-    if not answer:
-        raise ValueError(f"record {record.id}: empty answer")
-    return answer
+    return get_family(record.family).target(record, config.option_text)
 
 
 def gold_label(record: Record) -> str:
@@ -138,19 +110,10 @@ def gold_label(record: Record) -> str:
 
 def choice_labels(record: Record) -> tuple[str, ...] | None:
     """The label each ``answer_choices`` entry stands for, in the same order (None for open_qa)."""
-    if record.task == "mcqa":
-        return tuple(l for l in OPTION_LETTERS if l in record.options)
-    return answer_choices(record)
+    return get_family(record.family).choice_labels(record)
 
 
 def answer_choices(record: Record, config: PromptConfig = PromptConfig()) -> tuple[str, ...] | None:
     """The closed set of valid targets for scoring (None for open_qa): option letters (or their
     texts when ``config.mcqa_answer`` is "option_text"), yes/no/maybe or the NLI labels."""
-    if record.task == "mcqa":
-        letters = tuple(l for l in OPTION_LETTERS if l in record.options)
-        return tuple(record.options[l] for l in letters) if config.mcqa_answer == "option_text" else letters
-    if record.task == "yes_no_maybe":
-        return YES_NO_MAYBE
-    if record.task == "nli":
-        return NLI_LABELS
-    return None
+    return get_family(record.family).choices(record, config.option_text)

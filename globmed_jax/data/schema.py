@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-TASKS = ("mcqa", "yes_no_maybe", "nli", "open_qa")
 YES_NO_MAYBE = ("yes", "no", "maybe")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 SPLITS = ("train", "validation", "test")
@@ -26,7 +25,7 @@ class Record:
     dataset: str
     language: str
     split: str
-    task: str
+    family: str  # a task family name (data.families), e.g. "mcqa"
     question: str
     answer: str
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -43,6 +42,8 @@ class Record:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Record":
         fields = {f.name for f in dataclasses.fields(cls)}
+        if "task" in d and "family" not in d:  # files written before the field was renamed
+            d = {("family" if k == "task" else k): v for k, v in d.items()}
         unknown = set(d) - fields
         if unknown:
             raise ValueError(f"unknown record field(s): {sorted(unknown)}")

@@ -24,7 +24,7 @@ import tensorflow as tf
 from globmed_jax.data import prompts, tasks
 from globmed_jax.data.prompts import PromptConfig
 
-META_KEYS = ("id", "source_id", "dataset", "language", "task")
+META_KEYS = ("id", "source_id", "dataset", "language", "family")
 
 
 def output_features() -> dict[str, seqio.Feature]:

@@ -22,18 +22,13 @@ import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from globmed_jax.data import mini, records_io
+from globmed_jax.data import families, mini, records_io
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import SPLITS, Record
 
 RecordSource = Callable[[str], Sequence[Record]]
 Preprocessor = Callable[[Record], Union[Record, None]]  # None drops the record
 
-METRICS_BY_FAMILY: Mapping[str, tuple[str, ...]] = {
-    "mcqa": ("accuracy",),
-    "yes_no_maybe": ("accuracy", "macro_f1"),
-    "nli": ("accuracy", "macro_f1"),
-    "open_qa": ("rouge_l",),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +53,7 @@ class JsonlSource:
     def _keep(self, r: Record) -> bool:
         return ((self.dataset is None or r.dataset == self.dataset)
                 and (self.language is None or r.language == self.language)
-                and (self.task is None or r.task == self.task))
+                and (self.task is None or r.family == self.task))
 
 
 @functools.lru_cache(maxsize=64)
@@ -331,7 +326,7 @@ def register_globmed_mini(config: mini.MiniConfig = mini.MiniConfig(), prefix: s
             task = Task(
                 name=mini_task_name(family, lang, prefix),
                 source=mini.source(family, lang, config),
-                metric_fns=METRICS_BY_FAMILY[family],
+                metric_fns=get_family(family).metrics,
                 splits=mini.MINI_SPLITS,
                 language=lang,
                 dataset=mini.dataset_name(family),
@@ -355,7 +350,7 @@ def register_jsonl_tasks(directory: str | os.PathLike, datasets: Iterable[tuple[
         task = Task(
             name=f"{prefix}{dataset}_{language}",
             source=JsonlSource(str(directory), dataset=dataset, language=language),
-            metric_fns=METRICS_BY_FAMILY.get(family, ()),
+            metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
             language=language, dataset=dataset, family=family,
         )
         add_task(task, overwrite=overwrite)

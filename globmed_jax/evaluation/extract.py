@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
+from globmed_jax.data import families
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, YES_NO_MAYBE, Record
 
 # --------------------------------------------------------------------------- normalization
@@ -364,12 +366,13 @@ def _named_options(text: str, options: Mapping[str, str], letters: Sequence[str]
 
 def parse_answer(text: str | None, record: Record) -> str | None:
     """The answer ``text`` gives for ``record``'s task family, or None (a parse failure)."""
-    if record.task == "mcqa":
-        return parse_option(text, record.options, record.language)
-    if record.task == "yes_no_maybe":
-        return parse_yes_no_maybe(text, record.language)
-    if record.task == "nli":
-        return parse_nli(text, record.language)
-    if record.task == "open_qa":
-        return clean_text(text) or None
-    raise ValueError(f"record {record.id}: unknown task {record.task!r}")
+    return _PARSERS[get_family(record.family).name](text, record)
+
+
+# The answer parser of each task family (the family's hook into extraction).
+_PARSERS: Mapping[str, Callable[[str | None, Record], str | None]] = {
+    families.MCQA.name: lambda text, r: parse_option(text, r.options, r.language),
+    families.YES_NO_MAYBE_FAMILY.name: lambda text, r: parse_yes_no_maybe(text, r.language),
+    families.NLI.name: lambda text, r: parse_nli(text, r.language),
+    families.OPEN_QA.name: lambda text, r: clean_text(text) or None,
+}

@@ -12,16 +12,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import Record
 from globmed_jax.decode import Decoder
 from globmed_jax.evaluation.scoring import Prediction, is_correct, predict
 
-OPEN_FAMILY = "open_qa"  # free text: chrF / ROUGE-L instead of accuracy
 
 
-def _family(record: Record) -> str:
-    # The record's task family, whichever name the schema gives it.
-    return getattr(record, "family", None) or record.task
+def _closed(record: Record) -> bool:
+    """Scored by label match (accuracy); open families get chrF / ROUGE-L instead."""
+    return get_family(record.family).closed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,18 +60,18 @@ def summarize(records: Sequence[Record], predictions: Sequence[Prediction]) -> H
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
     parse_failures = float(np.mean([p.parse_failed for p in predictions])) if predictions else 0.0
     fields: dict[str, Any] = {"num_examples": len(records), "parse_failure_rate": parse_failures}
-    closed = [(r, p) for r, p in zip(records, predictions) if _family(r) != OPEN_FAMILY]
+    closed = [(r, p) for r, p in zip(records, predictions) if _closed(r)]
     if closed:
         correct = [is_correct(r, p) for r, p in closed]
         by_lang: dict[str, list[bool]] = defaultdict(list)
         by_family_lang: dict[tuple[str, str], list[bool]] = defaultdict(list)
         for (r, _), c in zip(closed, correct):
             by_lang[r.language].append(c)
-            by_family_lang[(_family(r), r.language)].append(c)
+            by_family_lang[(r.family, r.language)].append(c)
         fields["accuracy"] = float(np.mean(correct))
         fields["by_language"] = {lang: float(np.mean(by_lang[lang])) for lang in sorted(by_lang)}
         fields["by_family_language"] = {key: float(np.mean(cs)) for key, cs in sorted(by_family_lang.items())}
-    open_pairs = [(r, p) for r, p in zip(records, predictions) if _family(r) == OPEN_FAMILY]
+    open_pairs = [(r, p) for r, p in zip(records, predictions) if not _closed(r)]
     if open_pairs:
         from globmed_jax.evaluation import metrics
 

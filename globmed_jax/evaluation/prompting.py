@@ -163,25 +163,12 @@ def select_shots(record: Record, pool: Sequence[Record], num_shots: int | None =
     never the item itself or a translation of it. Same dataset and language come first, then the
     same language, then the rest; within a rank the order is a seeded shuffle, so different items
     see different examples but reruns see the same ones."""
-    cands = [r for r in pool if r.task == record.task and r.source_id != record.source_id]
+    cands = [r for r in pool if r.family == record.family and r.source_id != record.source_id]
     rng = random.Random(f"{seed}|{record.id}")
     rng.shuffle(cands)
     cands.sort(key=lambda r: (r.language != record.language or r.dataset != record.dataset,
                               r.language != record.language))
     return cands if num_shots is None else cands[:num_shots]
-
-
-def build_messages(record: Record, config: PromptConfig = PromptConfig(),
-                   shots: Sequence[Record] = ()) -> list[dict[str, str]]:
-    """System turn (if configured), one (user, assistant) pair per shot, then the item's user turn."""
-    messages = []
-    if config.system_prompt:
-        messages.append({"role": "system", "content": config.system_prompt})
-    for shot in shots:
-        messages.append({"role": "user", "content": prompts.user_message(shot, config)})
-        messages.append({"role": "assistant", "content": prompts.answer_target(shot, config)})
-    messages.append({"role": "user", "content": prompts.user_message(record, config)})
-    return messages
 
 
 def render(record: Record, tokenizer: Any, config: PromptConfig = PromptConfig(),
@@ -191,5 +178,5 @@ def render(record: Record, tokenizer: Any, config: PromptConfig = PromptConfig()
     if not shots:
         return render_prompt(record, tokenizer, config)
     kwargs = {} if config.enable_thinking is None else {"enable_thinking": config.enable_thinking}
-    return tokenizer.apply_chat_template(build_messages(record, config, shots), tokenize=False,
+    return tokenizer.apply_chat_template(prompts.build_messages(record, config, shots), tokenize=False,
                                          add_generation_prompt=True, **kwargs)

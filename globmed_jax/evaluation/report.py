@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from globmed_jax.data.families import get_family
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
 from globmed_jax.evaluation import metrics
 from globmed_jax.evaluation.runner import RESULTS_NAME, read_predictions, read_results
@@ -57,9 +58,9 @@ class Summary:
         for m, preds in (predictions or {}).items():
             self.consistency[m] = metrics.consistency(
                 (f"{p['dataset']}/{p['source_id']}", p["language"], p["predicted"])
-                for p in preds if p.get("task") != "open_qa")
+                for p in preds if get_family(p.get("task")).closed)
         self.models.sort(key=lambda m: -_nan_to(self.average.get(m), -1.0))
-        self.open_rows = [r for r in rows if r.get("task") == "open_qa"]
+        self.open_rows = [r for r in rows if not get_family(r.get("task")).closed]
 
 
 def _mean(xs: Sequence[float]) -> float:

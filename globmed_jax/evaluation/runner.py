@@ -32,6 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from globmed_jax.data import prompts
+from globmed_jax.data.families import get_family
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, metrics, prompting
@@ -118,7 +120,7 @@ def check_local_path(name: str, spec: Any) -> pathlib.Path:
 
 def _max_new_tokens(config: Any, records: Sequence[Record]) -> int:
     """Free-text answers get ``open_qa_max_new_tokens``; a letter or label needs few tokens."""
-    return config.open_qa_max_new_tokens if any(r.task == "open_qa" for r in records) else config.max_new_tokens
+    return config.open_qa_max_new_tokens if any(not get_family(r.family).closed for r in records) else config.max_new_tokens
 
 
 class LocalModel:
@@ -175,7 +177,7 @@ class APIModel:
         for r in records:
             cfg = prompting.config_for(r, base, c.instruction_language)
             chosen = prompting.select_shots(r, shots, c.num_shots, c.seed) if c.num_shots else ()
-            convs.append(prompting.build_messages(r, cfg, chosen))
+            convs.append(prompts.build_messages(r, cfg, chosen))
         texts = self.client.complete_many(convs, max_tokens=_max_new_tokens(c, records))
         out = []
         for r, t in zip(records, texts):
@@ -236,9 +238,9 @@ def cell_row(model: str, records: Sequence[Record], preds: Sequence[Prediction],
              judge_scores: Sequence[int | None] | None = None) -> dict[str, Any]:
     """The results.jsonl row of one cell."""
     r0 = records[0]
-    row: dict[str, Any] = {"model": model, "dataset": r0.dataset, "language": r0.language, "task": r0.task,
+    row: dict[str, Any] = {"model": model, "dataset": r0.dataset, "language": r0.language, "task": r0.family,
                            "n": len(records)}
-    if r0.task == "open_qa":
+    if not get_family(r0.family).closed:
         hyps = [p.predicted or "" for p in preds]
         refs = [r.answer for r in records]
         row.update(accuracy=None, ci_low=None, ci_high=None,
@@ -260,9 +262,9 @@ def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Predi
     out = []
     for r, p in zip(records, preds):
         gold = gold_label(r)
-        out.append({"model": model, "dataset": r.dataset, "language": r.language, "task": r.task,
+        out.append({"model": model, "dataset": r.dataset, "language": r.language, "task": r.family,
                     "record_id": r.id, "source_id": r.source_id, "gold": gold, "predicted": p.predicted,
-                    "correct": None if r.task == "open_qa" else p.predicted == gold,
+                    "correct": None if not get_family(r.family).closed else p.predicted == gold,
                     "parse_failed": p.parse_failed, "text": p.text})
     return out
 
@@ -355,7 +357,7 @@ def run(config: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             preds = model.predict(recs, pool)
             scores = None
-            if judge is not None and recs[0].task == "open_qa":
+            if judge is not None and not get_family(recs[0].family).closed:
                 from globmed_jax.evaluation.judge import judge_answers
 
                 scores = judge_answers(judge, recs, [p.predicted for p in preds])

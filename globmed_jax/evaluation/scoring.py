@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from globmed_jax.data.prompts import PromptConfig, answer_choices, choice_labels, gold_label
+from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import Record
 from globmed_jax.decode import Decoder
 from globmed_jax.evaluation import extract, prompting
@@ -81,7 +82,7 @@ def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record],
     for r in records:
         cs = answer_choices(r, prompt_config)
         if cs is None:
-            raise ValueError(f"record {r.id}: task {r.task!r} has no closed answer set to score")
+            raise ValueError(f"record {r.id}: family {r.family!r} has no closed answer set to score")
         choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
     scores: list[np.ndarray | None] = [None] * len(records)
     single = [i for i, cs in enumerate(choices) if all(len(c) == 1 for c in cs)]

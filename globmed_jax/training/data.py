@@ -52,7 +52,7 @@ def register_jsonl_directory(directory: Path, mixture: str, temperature: float,
         first = next(records_io.iter_records(train_file), None)
         if first is None:
             raise ValueError(f"{train_file} has no records")
-        found.append((dataset, language, first.task))
+        found.append((dataset, language, first.family))
     if not found:
         raise FileNotFoundError(f"no <dataset>/<language>/train.jsonl files for {languages} under {directory}")
     names = tasks.register_jsonl_tasks(directory, found, overwrite=True)

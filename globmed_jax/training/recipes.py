@@ -51,7 +51,7 @@ def chance_accuracy(records: list[Record]) -> dict[str, float]:
     for r in records:
         p = 1.0 / len(prompts.answer_choices(r))
         sums.setdefault(r.language, []).append(p)
-        sums.setdefault(f"{r.task}/{r.language}", []).append(p)
+        sums.setdefault(f"{r.family}/{r.language}", []).append(p)
     return {key: sum(v) / len(v) for key, v in sums.items()}
 
 
