@@ -32,6 +32,7 @@ from globmed_jax.data import prompts, tasks
 from globmed_jax.data.languages import DEFAULT_LANGUAGES
 from globmed_jax.data.prompts import PromptConfig
 from globmed_jax.data.schema import Record
+from globmed_jax.models.tokenizer import pad_id as tokenizer_pad_id
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +278,6 @@ def mixed_example_dataset(config: PipelineConfig, tokenizer: Any, *, shard_index
     return grain.IterDataset.mix(datasets, weights)
 
 
-def _pad_id(tokenizer: Any) -> int:
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return int(pad) if pad is not None else 0
-
-
 @dataclasses.dataclass(frozen=True)
 class _FromPacked:
     def __call__(self, ex: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -322,7 +318,7 @@ def make_train_dataset(config: PipelineConfig, tokenizer: Any, *, shard_index: i
                        shard_count: int | None = None, stats: TruncationStats | None = None) -> grain.IterDataset:
     """The batched training stream (see the module docstring for the batch contract)."""
     ds = mixed_example_dataset(config, tokenizer, shard_index=shard_index, shard_count=shard_count, stats=stats)
-    t, pad_id = config.seq_len, _pad_id(tokenizer)
+    t, pad_id = config.seq_len, tokenizer_pad_id(tokenizer)
     if config.packing:
         ds = grain.experimental.FirstFitPackIterDataset(
             ds,
