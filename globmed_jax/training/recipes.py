@@ -10,7 +10,9 @@ import ml_collections
 
 from globmed_jax.data import prompts, tasks
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation.heldout_metrics import HeldoutMetrics
+from globmed_jax.decode import Decoder
+from globmed_jax.evaluation.heldout_metrics import HeldoutMetrics, evaluate_records
+from globmed_jax.models.tokenizer import pad_id
 from globmed_jax.training import data as train_data
 from globmed_jax.training.loop import train
 from globmed_jax.training.report import write_report
@@ -45,13 +47,14 @@ def hash_index(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
 
 
-def chance_accuracy(records: list[Record]) -> dict[str, float]:
-    """Expected accuracy of uniform guessing, per ``<lang>`` and per ``<task>/<lang>``."""
-    sums: dict[str, list[float]] = {}
+def chance_accuracy(records: list[Record]) -> dict[str | tuple[str, str], float]:
+    """Expected accuracy of uniform guessing, keyed by language and by (family, language), as
+    ``HeldoutMetrics`` keys its accuracies."""
+    sums: dict[str | tuple[str, str], list[float]] = {}
     for r in records:
         p = 1.0 / len(prompts.answer_choices(r))
         sums.setdefault(r.language, []).append(p)
-        sums.setdefault(f"{r.family}/{r.language}", []).append(p)
+        sums.setdefault((r.family, r.language), []).append(p)
     return {key: sum(v) / len(v) for key, v in sums.items()}
 
 
@@ -63,10 +66,6 @@ def make_eval_fn(config: ml_collections.ConfigDict):
     decoders: list[Any] = []  # one Decoder for the run: every evaluation reuses its executables
 
     def eval_fn(model, tokenizer, step: int) -> HeldoutMetrics:
-        from globmed_jax.decode import Decoder
-        from globmed_jax.evaluation.heldout_metrics import evaluate_records
-        from globmed_jax.models.tokenizer import pad_id
-
         if not decoders:
             decoders.append(Decoder(model, pad_id=pad_id(tokenizer)))
         decoder = decoders[0]

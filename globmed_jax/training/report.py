@@ -15,9 +15,9 @@ def _fmt(x: float | None) -> str:
 
 
 def write_report(run_dir: Path, metrics: HeldoutMetrics, languages: Sequence[str],
-                 chance: Mapping[str, float], title: str) -> tuple[Path, Path]:
-    """A table and a plot of ``metrics`` next to ``chance``: the chance accuracy per language and,
-    under ``<family>/<lang>`` keys, per task family."""
+                 chance: Mapping[str | tuple[str, str], float], title: str) -> tuple[Path, Path]:
+    """A table and a plot of ``metrics`` next to ``chance``: the chance accuracy keyed by language
+    and by (family, language)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,8 +32,8 @@ def write_report(run_dir: Path, metrics: HeldoutMetrics, languages: Sequence[str
         lines.append(f"| {lang} | {level} | " + " | ".join(cells + [_fmt(metrics.by_language.get(lang)),
                                                                    _fmt(chance.get(lang))]) + " |")
     if tasks:
-        first = next((lang for lang in languages if f"{tasks[0]}/{lang}" in chance), None)
-        chance_cells = [_fmt(chance.get(f"{t}/{first}")) if first else "n/a" for t in tasks]
+        first = next((lang for lang in languages if (tasks[0], lang) in chance), None)
+        chance_cells = [_fmt(chance.get((t, first))) if first else "n/a" for t in tasks]
         lines.append("| chance | | " + " | ".join(chance_cells) + " | | |")
     if metrics.accuracy is not None:
         lines += ["", f"Overall accuracy: {metrics.accuracy:.3f}"]
@@ -56,7 +56,7 @@ def write_report(run_dir: Path, metrics: HeldoutMetrics, languages: Sequence[str
         for i, t in enumerate(tasks):
             xs = [j + (i - (len(tasks) - 1) / 2) * width for j in range(len(languages))]
             ax.bar(xs, [metrics.by_family_language.get((t, lang)) or 0.0 for lang in languages], width, label=t)
-            ax.plot(xs, [chance.get(f"{t}/{lang}") or 0.0 for lang in languages], "k_", markersize=6)
+            ax.plot(xs, [chance.get((t, lang)) or 0.0 for lang in languages], "k_", markersize=6)
         ax.set_xticks(range(len(languages)), list(languages))
         ax.set_ylim(0, 1)
         ax.set_title("per task family (black ticks: chance)", fontsize=9)
