@@ -23,6 +23,7 @@ from globmed_jax.decode import Decoder
 from globmed_jax.evaluation import scoring
 from globmed_jax.models import from_pretrained, load_tokenizer
 from globmed_jax.models.tokenizer import pad_id
+from globmed_jax.training.config import typed_config
 from globmed_jax.training.data import mini_config, prompt_config
 
 
@@ -32,11 +33,11 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=0, help="items per task and language (0: all)")
     args = parser.parse_args()
-    config = ml_collections.ConfigDict(json.loads((args.run_dir / "config.json").read_text()))
-    fmt = prompt_config(config)  # the run's own answer format
+    config = typed_config(ml_collections.ConfigDict(json.loads((args.run_dir / "config.json").read_text())))
+    fmt = prompt_config(config.data)  # the run's own answer format
     model, _ = from_pretrained(args.run_dir / "hf_export", dtype="float32")
     tokenizer = load_tokenizer(args.run_dir / "hf_export")
-    records = mini.generate(mini_config(config), args.split)
+    records = mini.generate(mini_config(config.data, config.seed), args.split)
     if args.limit:
         by_cell = collections.defaultdict(list)
         for r in records:

@@ -19,6 +19,7 @@ from globmed_jax.data.schema import Record
 from globmed_jax.models.tokenizer import build_qwen3_tokenizer
 
 EOT = "<|im_end|>"
+MINI = tasks.globmed_mini()
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +125,19 @@ def test_truncation_keeps_completion_trims_prompt_from_left(tok):
 
 
 def test_truncated_examples_are_counted_not_dropped(tok):
-    base = tasks.get_task("globmed_mini_mcqa_en")
+    base = MINI.task("globmed_mini_mcqa_en")
     long = [dataclasses.replace(r, question=r.question + " very long" * 300) for r in base.records("train")[:3]]
-    tasks.add_task(tasks.Task("t_long_en", source=lambda split: long, language="en", family="mcqa"), overwrite=True)
-    try:
-        cfg = _cfg(mixture="t_long_en", seq_len=96, batch_size=2)
-        stats = pipeline.TruncationStats()
-        batches = _batches(cfg, tok, 3, stats=stats)
-        # 3 batches x 2 rows of one example each; packing may have formatted one more in advance.
-        assert set(stats.counts) == {"t_long_en"} and stats.total >= 6
-        assert pipeline.scan_truncation(cfg, tok) == {"t_long_en": 3}
-        for b in batches:
-            pipeline.check_batch(b, 2, 96)
-            for row in range(2):
-                assert tok.decode(b["targets"][row][b["loss_mask"][row] == 1]) in {f"{x}{EOT}" for x in "ABCD"}
-    finally:
-        tasks.remove("t_long_en")
+    task = tasks.Task("t_long_en", source=lambda split: long, language="en", family="mcqa")
+    cfg = _cfg(mixture=tasks.single_task(task), seq_len=96, batch_size=2)
+    stats = pipeline.TruncationStats()
+    batches = _batches(cfg, tok, 3, stats=stats)
+    # 3 batches x 2 rows of one example each; packing may have formatted one more in advance.
+    assert set(stats.counts) == {"t_long_en"} and stats.total >= 6
+    assert pipeline.scan_truncation(cfg, tok) == {"t_long_en": 3}
+    for b in batches:
+        pipeline.check_batch(b, 2, 96)
+        for row in range(2):
+            assert tok.decode(b["targets"][row][b["loss_mask"][row] == 1]) in {f"{x}{EOT}" for x in "ABCD"}
 
 
 @pytest.fixture(scope="module")
@@ -204,22 +202,23 @@ def test_padding_mode_one_example_per_row(tok, example_index):
 
 def _draw_task_shares(cfg, tok, n):
     it = iter(pipeline.mixed_example_dataset(cfg, tok, shard_index=0, shard_count=1))
-    names = tuple(tasks.mixture_shares(cfg.mixture))
+    names = cfg.mixture.task_names
     counts = collections.Counter(names[int(next(it)["task_index"])] for _ in range(n))
     return {k: v / n for k, v in counts.items()}
 
 
-@pytest.mark.parametrize("mixture", ["globmed_mini", "globmed_mini_t5"])
-def test_mixture_shares_converge_to_rates(tok, mixture):
+@pytest.mark.parametrize("name", ["globmed_mini", "globmed_mini_t5"])
+def test_mixture_shares_converge_to_rates(tok, name):
+    mixture = tasks.named_mixture(name)
     cfg = _cfg(mixture=mixture)
     n = 3000
     empirical = _draw_task_shares(cfg, tok, n)
-    expected = tasks.mixture_shares(mixture)
-    for name, share in expected.items():
-        assert empirical.get(name, 0.0) == pytest.approx(share, abs=0.01), name
+    expected = mixture.shares()
+    for task_name, share in expected.items():
+        assert empirical.get(task_name, 0.0) == pytest.approx(share, abs=0.01), task_name
     low = set(low_resource(DEFAULT_LANGUAGES))
-    emp_low = sum(v for k, v in empirical.items() if tasks.get_task(k).language in low)
-    exp_low = sum(v for k, v in tasks.language_shares(mixture).items() if k in low)
+    emp_low = sum(v for k, v in empirical.items() if mixture.task(k).language in low)
+    exp_low = sum(v for k, v in mixture.language_shares().items() if k in low)
     assert emp_low == pytest.approx(exp_low, abs=0.01)
 
 
@@ -273,12 +272,12 @@ def test_orbax_grain_checkpoint_round_trip(tok, tmp_path):
 
 
 def test_process_shards_disjoint_and_complete():
-    name = "globmed_mini_nli_sw"
-    records = tasks.get_task(name).records("train")
+    task = MINI.task("globmed_mini_nli_sw")
+    records = task.records("train")
     n, count = len(records), 3
     seen = []
     for index in range(count):
-        ds = pipeline.task_records_dataset(name, "train", seed=5, shard_index=index, shard_count=count)
+        ds = pipeline.task_records_dataset(task, "train", seed=5, shard_index=index, shard_count=count)
         # This shard's part of the first epoch: global positions index, index + count, .. < n.
         k = len(range(index, n, count))
         seen.append([ds[i].id for i in range(k)])
@@ -287,7 +286,7 @@ def test_process_shards_disjoint_and_complete():
     assert set(ids) == {r.id for r in records}
     assert seen[0] != sorted(seen[0])  # shuffled
     # The next epoch is reshuffled but again complete across shards.
-    epoch2 = [pipeline.task_records_dataset(name, "train", seed=5, shard_index=j, shard_count=count)
+    epoch2 = [pipeline.task_records_dataset(task, "train", seed=5, shard_index=j, shard_count=count)
               for j in range(count)]
     second = [epoch2[p % count][p // count].id for p in range(n, 2 * n)]
     assert set(second) == set(ids) and second != [seen[p % count][p // count] for p in range(n)]
@@ -298,22 +297,18 @@ def test_shards_give_different_batches(tok):
     b = _batches(_cfg(), tok, 2, shard_index=1, shard_count=2)
     assert not np.array_equal(a[0]["inputs"], b[0]["inputs"])
     with pytest.raises(ValueError, match="shard_index"):
-        pipeline.task_records_dataset("globmed_mini_nli_sw", "train", seed=0, shard_index=2, shard_count=2)
+        pipeline.task_records_dataset(MINI.task("globmed_mini_nli_sw"), "train", seed=0, shard_index=2, shard_count=2)
 
 
 def test_language_ids_follow_config_languages(tok):
-    tasks.add_mixture(tasks.Mixture("t_two", (("globmed_mini_mcqa_en", 1.0), ("globmed_mini_mcqa_sw", 1.0))),
-                      overwrite=True)
-    try:
-        cfg = _cfg(mixture="t_two", languages=("sw", "en"))
-        batches = _batches(cfg, tok, 4)
-        counts = pipeline.language_token_counts(batches, 2)
-        assert counts[0] > 0 and counts[1] > 0
-        assert set(np.unique(np.concatenate([b["language_ids"].ravel() for b in batches]))) <= {-1, 0, 1}
-        with pytest.raises(ValueError, match="not in config.languages"):
-            pipeline.make_train_dataset(_cfg(mixture="t_two", languages=("en",)), tok, shard_index=0, shard_count=1)
-    finally:
-        tasks.remove("t_two")
+    two = tasks.Mixture.of("t_two", [MINI.task("globmed_mini_mcqa_en"), MINI.task("globmed_mini_mcqa_sw")], 1.0)
+    cfg = _cfg(mixture=two, languages=("sw", "en"))
+    batches = _batches(cfg, tok, 4)
+    counts = pipeline.language_token_counts(batches, 2)
+    assert counts[0] > 0 and counts[1] > 0
+    assert set(np.unique(np.concatenate([b["language_ids"].ravel() for b in batches]))) <= {-1, 0, 1}
+    with pytest.raises(ValueError, match="not in config.languages"):
+        pipeline.make_train_dataset(_cfg(mixture=two, languages=("en",)), tok, shard_index=0, shard_count=1)
 
 
 def test_training_path_does_not_import_seqio():

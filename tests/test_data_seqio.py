@@ -7,42 +7,46 @@ seqio = pytest.importorskip("seqio")
 from globmed_jax.data import prompts, seqio_bridge, tasks  # noqa: E402
 
 
-@pytest.mark.parametrize("mixture", ["globmed_mini", "globmed_mini_t5", "globmed_mini_upweighted"])
-def test_seqio_mixture_rates_equal_ours(mixture):
+@pytest.mark.parametrize("name", sorted(tasks.NAMED_MIXTURES))
+def test_seqio_mixture_rates_equal_ours(name):
+    mixture = tasks.named_mixture(name)
     registered = seqio_bridge.register_mixture(mixture)
-    assert registered is seqio.get_mixture_or_task(mixture)
-    assert seqio_bridge.register_mixture(mixture) is registered  # idempotent
-    ours = tasks.mixture_shares(mixture)
-    theirs = seqio_bridge.mixture_shares(mixture)
+    assert registered is seqio.get_mixture_or_task(name)
+    assert seqio_bridge.register_mixture(tasks.named_mixture(name)) is registered  # idempotent for an equal value
+    ours = mixture.shares()
+    theirs = seqio_bridge.mixture_shares(name)
     assert set(theirs) == set(ours)
-    for name, share in ours.items():
-        assert theirs[name] == pytest.approx(share, rel=1e-12)
+    for task_name, share in ours.items():
+        assert theirs[task_name] == pytest.approx(share, rel=1e-12)
     # Unnormalized rates agree too (seqio computes them with its own mixing_rate_num_examples).
-    rates = tasks.get_mixture(mixture).task_rates()
+    rates = mixture.task_rates()
     for t in registered.tasks:
         assert registered.get_rate(t) == pytest.approx(rates[t.name], rel=1e-12)
 
 
 def test_seqio_capped_rates_equal_ours():
-    names = ("globmed_mini_nli_en", "globmed_mini_nli_zu")
+    mini_mixture = tasks.globmed_mini()
+    members = [mini_mixture.task(n) for n in ("globmed_mini_nli_en", "globmed_mini_nli_zu")]
     rate = tasks.with_language_multipliers(tasks.NumExamplesRate(scale=0.5, maximum=100, temperature=2.0), {"zu": 3})
-    tasks.add_mixture(tasks.Mixture("t_seqio_capped", tuple((n, rate) for n in names)), overwrite=True)
+    capped = tasks.Mixture.of("t_seqio_capped", members, rate)
     try:
-        seqio_bridge.register_mixture("t_seqio_capped")
-        assert seqio_bridge.mixture_shares("t_seqio_capped") == pytest.approx(tasks.mixture_shares("t_seqio_capped"))
+        seqio_bridge.register_mixture(capped)
+        assert seqio_bridge.mixture_shares("t_seqio_capped") == pytest.approx(capped.shares())
+        # Another value under the same name is refused, not silently answered with the old one.
+        with pytest.raises(ValueError, match="other contents"):
+            seqio_bridge.register_mixture(tasks.Mixture.of("t_seqio_capped", members, 1.0))
     finally:
-        tasks.remove("t_seqio_capped")
         seqio.MixtureRegistry.remove("t_seqio_capped")
 
 
 def test_seqio_dataset_yields_the_task_examples():
-    name = "globmed_mini_mcqa_sw"
-    seqio_bridge.register_task(name)
-    task = seqio.get_mixture_or_task(name)
-    assert task.num_input_examples("train") == tasks.get_task(name).num_examples("train")
+    ours = tasks.globmed_mini().task("globmed_mini_mcqa_sw")
+    seqio_bridge.register_task(ours)
+    task = seqio.get_mixture_or_task(ours.name)
+    assert task.num_input_examples("train") == ours.num_examples("train")
     ds = task.get_dataset(sequence_length=None, split="train", shuffle=False)
     got = list(ds.as_numpy_iterator())
-    records = tasks.get_task(name).records("train")
+    records = ours.records("train")
     assert [g["id"].decode() for g in got] == [r.id for r in records]
     for g, r in zip(got, records):
         assert g["inputs"].decode() == prompts.user_message(r)

@@ -674,15 +674,22 @@ def generate_all(config: MiniConfig = MiniConfig()) -> dict[str, list[Record]]:
     return {split: generate(config, split) for split in MINI_SPLITS}
 
 
-def source(family: str, language: str, config: MiniConfig = MiniConfig()) -> Callable[[str], list[Record]]:
-    """A task source: ``split -> records`` of one (dataset, language)."""
-    dataset = dataset_name(family)
+@dataclasses.dataclass(frozen=True)
+class MiniSource:
+    """A task source, ``split -> records`` of one (dataset, language); equal for equal arguments,
+    so tasks built twice from one config are equal (and share their record caches)."""
 
-    def records(split: str) -> list[Record]:
-        return [r for r in _generate(config, split) if r.dataset == dataset and r.language == language]
+    family: str
+    language: str
+    config: MiniConfig = MiniConfig()
 
-    records.__name__ = f"{dataset}_{language}"
-    return records
+    def __call__(self, split: str) -> list[Record]:
+        dataset = dataset_name(self.family)
+        return [r for r in _generate(self.config, split) if r.dataset == dataset and r.language == self.language]
+
+
+def source(family: str, language: str, config: MiniConfig = MiniConfig()) -> MiniSource:
+    return MiniSource(family, language, config)
 
 
 def write_jsonl(out_dir: str | pathlib.Path, config: MiniConfig = MiniConfig()) -> dict[tuple[str, str, str], pathlib.Path]:

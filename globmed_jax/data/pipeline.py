@@ -44,7 +44,7 @@ _PACKED_KEYS = ("inputs", "targets", "loss_mask", "language_ids")
 class PipelineConfig:
     """``seq_len`` is T (tokens per row fed to the model); ``batch_size`` is B per process.
 
-    ``mixture`` names a registered mixture or task. ``num_epochs=None`` repeats every task
+    ``mixture`` is the ``tasks.Mixture`` to draw from. ``num_epochs=None`` repeats every task
     forever (a finite value ends the mixed stream when the first task runs out, as grain's mix
     does). ``num_packing_bins`` defaults to ``batch_size``. ``worker_count > 0`` uses grain
     multiprocess prefetch (needs a ``__main__`` guard); otherwise a thread prefetches
@@ -53,7 +53,7 @@ class PipelineConfig:
     500-element buffer per task makes dozens of tasks thrash). ``end_of_turn`` defaults to
     ``tokenizer.eos_token``."""
 
-    mixture: str = "globmed_mini"
+    mixture: tasks.Mixture = dataclasses.field(default_factory=tasks.globmed_mini)
     split: str = "train"
     seq_len: int = 512
     batch_size: int = 8
@@ -206,11 +206,11 @@ class _Formatter:
 def scan_truncation(config: PipelineConfig, tokenizer: Any) -> dict[str, int]:
     """Exact number of over-long records per task of the mixture (formats every record once)."""
     out = {}
-    for name in tasks.mixture_shares(config.mixture):
+    for name, task in config.mixture.tasks().items():
         out[name] = sum(
             format_example(r, tokenizer, prompt_config=config.prompt, max_tokens=config.seq_len + 1,
                            end_of_turn=config.end_of_turn).truncated
-            for r in tasks.get_task(name).records(config.split))
+            for r in task.records(config.split))
     return out
 
 
@@ -235,7 +235,7 @@ def _default_shard(shard_index: int | None, shard_count: int | None) -> tuple[in
     return shard_index, shard_count
 
 
-def task_records_dataset(task_name: str, split: str, *, seed: int, shuffle: bool = True,
+def task_records_dataset(task: tasks.Task, split: str, *, seed: int, shuffle: bool = True,
                          num_epochs: int | None = None, shard_index: int | None = None,
                          shard_count: int | None = None) -> grain.MapDataset:
     """Records of one task: shuffled (reshuffled each epoch), repeated, then this shard's slice.
@@ -243,12 +243,12 @@ def task_records_dataset(task_name: str, split: str, *, seed: int, shuffle: bool
     Sharding after repeat takes every ``shard_count``-th element of the global stream, so the
     shards of one epoch are disjoint and together are the whole epoch."""
     shard_index, shard_count = _default_shard(shard_index, shard_count)
-    records = tasks.get_task(task_name).records(split)
+    records = task.records(split)
     if not records:
-        raise ValueError(f"task {task_name!r} has no {split} records")
+        raise ValueError(f"task {task.name!r} has no {split} records")
     ds = grain.MapDataset.source(records)
     if shuffle:
-        ds = ds.shuffle(seed=task_seed(seed, task_name))
+        ds = ds.shuffle(seed=task_seed(seed, task.name))
     ds = ds.repeat(num_epochs)
     return ds[shard_index::shard_count]
 
@@ -256,19 +256,22 @@ def task_records_dataset(task_name: str, split: str, *, seed: int, shuffle: bool
 def mixed_example_dataset(config: PipelineConfig, tokenizer: Any, *, shard_index: int | None = None,
                           shard_count: int | None = None, stats: TruncationStats | None = None) -> grain.IterDataset:
     """The mixed stream of per-example features (variable length, plus a scalar ``task_index``
-    into ``tuple(tasks.mixture_shares(config.mixture))``), before packing."""
+    into ``config.mixture.task_names``), before packing."""
     shard_index, shard_count = _default_shard(shard_index, shard_count)
-    shares = {k: v for k, v in tasks.mixture_shares(config.mixture).items() if v > 0}
+    all_shares = config.mixture.shares()
+    by_name = config.mixture.tasks()
     lang_index = {lang: i for i, lang in enumerate(config.languages)}
-    all_names = tuple(tasks.mixture_shares(config.mixture))
+    all_names = tuple(by_name)
     datasets, weights = [], []
-    for name, share in shares.items():
-        task = tasks.get_task(name)
+    for name, share in all_shares.items():
+        if share <= 0:
+            continue
+        task = by_name[name]
         if task.language not in lang_index:
             raise ValueError(f"task {name!r} has language {task.language!r}, not in config.languages {config.languages}")
         formatter = _Formatter(tokenizer, name, all_names.index(name), lang_index[task.language],
                                config.seq_len + 1, config.prompt, config.end_of_turn, stats)
-        ds = task_records_dataset(name, config.split, seed=config.seed, shuffle=config.shuffle,
+        ds = task_records_dataset(task, config.split, seed=config.seed, shuffle=config.shuffle,
                                   num_epochs=config.num_epochs, shard_index=shard_index, shard_count=shard_count)
         read = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=4 * config.read_threads)
         datasets.append(ds.map(formatter).to_iter_dataset(read))

@@ -1,23 +1,24 @@
-"""Task and mixture registry with SeqIO semantics, without TensorFlow.
+"""Tasks and mixtures as values, with SeqIO's mixing semantics and without TensorFlow.
 
-A ``Task`` is a named record source (``split -> records`` or a JSONL directory) plus
-preprocessors, output feature names and metric names. A ``Mixture`` is a list of (task or
-mixture name, rate); a rate is a number or a callable ``Task -> float``. Rates are normalized
-into sampling shares exactly as ``seqio.Mixture`` does (a sub-mixture contributes its own shares
-scaled by its rate). ``NumExamplesRate`` reproduces ``seqio.mixing_rate_num_examples``:
-``clip(scale * n, maximum) ** (1 / temperature)`` (mT5's temperature sampling), optionally
-times a per-language multiplier (low-resource upweighting).
+A ``Task`` is a record source (``split -> records``, e.g. a JSONL directory) plus preprocessors,
+metadata and metric names. A ``Mixture`` is a value: ``(member, rate)`` pairs whose members are
+``Task`` or ``Mixture`` objects (not names), checked when it is built. Rates are normalized into
+sampling shares exactly as ``seqio.Mixture`` does (a sub-mixture contributes its own shares scaled
+by its rate). ``NumExamplesRate`` reproduces ``seqio.mixing_rate_num_examples``:
+``clip(scale * n, maximum) ** (1 / temperature)`` (mT5's temperature sampling), optionally times a
+per-language multiplier (low-resource upweighting).
 
-Configs refer to mixtures by name; ``get_mixture_or_task(name)`` resolves either. Importing this
-module registers the GlobMed-mini tasks (``globmed_mini_<family>_<lang>``) and the mixtures
-``globmed_mini`` (proportional), ``globmed_mini_t5`` (temperature 5) and
-``globmed_mini_upweighted`` (proportional, low-resource languages x4).
+Nothing registers at import. A config names a mixture; ``training.data.resolve_mixture`` turns the
+name into a value once, with ``named_mixture`` (GlobMed-mini variants, plain functions in
+``NAMED_MIXTURES``) or ``jsonl_mixture`` (a normalized JSONL tree), and hands the value to the
+pipeline, the held-out evaluation and the seqio bridge.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
@@ -28,7 +29,6 @@ from globmed_jax.data.schema import SPLITS, Record
 
 RecordSource = Callable[[str], Sequence[Record]]
 Preprocessor = Callable[[Record], Union[Record, None]]  # None drops the record
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,49 +168,97 @@ Rate = Union[float, int, Callable[[Task], float]]
 
 @dataclasses.dataclass(frozen=True)
 class Mixture:
-    """``tasks`` pairs a task or mixture name with its rate (``default_rate`` when None)."""
+    """A named value: ``members`` pairs a ``Task`` or sub-``Mixture`` with its rate.
+
+    Built from objects, so an unknown member cannot exist; the constructor rejects members of
+    the wrong type, negative or non-finite constant rates, and two different tasks under one
+    name (the same task reached twice, e.g. directly and through a sub-mixture, adds its rates
+    as in SeqIO). Callable rates are evaluated on use: they may need the data."""
 
     name: str
-    tasks: tuple[tuple[str, Rate | None], ...]
-    default_rate: Rate | None = None
+    members: tuple[tuple[Union[Task, "Mixture"], Rate], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "members", tuple((m, r) for m, r in self.members))
+        if not self.members:
+            raise ValueError(f"mixture {self.name!r} has no members")
+        for member, rate in self.members:
+            if not isinstance(member, (Task, Mixture)):
+                raise TypeError(f"mixture {self.name!r}: member {member!r} is not a Task or Mixture")
+            if isinstance(member, Mixture) and callable(rate):
+                raise ValueError(f"mixture {self.name!r}: sub-mixture {member.name!r} needs a numeric rate")
+            if not callable(rate):
+                _rate_value(rate, None, member.name)
+        self.tasks()  # name clashes fail here
+
+    @classmethod
+    def of(cls, name: str, members: Iterable[Task], rate: Rate) -> "Mixture":
+        """A mixture of ``members``, all at the same ``rate``."""
+        return cls(name, tuple((t, rate) for t in members))
+
+    def tasks(self) -> dict[str, Task]:
+        """Leaf tasks by name, in member order (sub-mixtures expanded)."""
+        out: dict[str, Task] = {}
+        for member, _ in self.members:
+            for task in (member.tasks().values() if isinstance(member, Mixture) else (member,)):
+                if out.setdefault(task.name, task) != task:
+                    raise ValueError(f"mixture {self.name!r}: two different tasks are named {task.name!r}")
+        return out
+
+    def task(self, name: str) -> Task:
+        found = self.tasks()
+        if name not in found:
+            raise KeyError(f"mixture {self.name!r} has no task {name!r}; it has {sorted(found)}")
+        return found[name]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(self.tasks())
 
     def task_rates(self) -> dict[str, float]:
         """Unnormalized rate per leaf task, SeqIO style: a sub-mixture's tasks get
         ``rate * sub_rate / sub_total``."""
         out: dict[str, float] = {}
-        for name, rate in self.tasks:
-            rate = self.default_rate if rate is None else rate
-            if rate is None:
-                raise ValueError(f"mixture {self.name!r}: no rate for {name!r} and no default_rate")
-            if name in _MIXTURES:
-                sub = _MIXTURES[name]
-                sub_rates = sub.task_rates()
+        for member, rate in self.members:
+            if isinstance(member, Mixture):
+                sub_rates = member.task_rates()
                 total = sum(sub_rates.values())
-                value = _rate_value(rate, None, name)
+                value = _rate_value(rate, None, member.name)
                 for task_name, sub_rate in sub_rates.items():
                     out[task_name] = out.get(task_name, 0.0) + value * sub_rate / total
             else:
-                task = get_task(name)
-                out[name] = out.get(name, 0.0) + _rate_value(rate, task, name)
+                out[member.name] = out.get(member.name, 0.0) + _rate_value(rate, member, member.name)
         return out
 
     def shares(self) -> dict[str, float]:
+        """Normalized sampling share per leaf task."""
         return normalize(self.task_rates())
 
-    @property
-    def task_names(self) -> tuple[str, ...]:
-        return tuple(self.task_rates())
+    def language_shares(self) -> dict[str, float]:
+        """``shares`` summed per task language."""
+        tasks = self.tasks()
+        out: dict[str, float] = {}
+        for name, share in self.shares().items():
+            lang = tasks[name].language
+            out[lang] = out.get(lang, 0.0) + share
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Per task: language, train examples and share (for logs and reports)."""
+        tasks = self.tasks()
+        return {name: {"language": tasks[name].language, "num_train": tasks[name].num_examples("train"),
+                       "share": share} for name, share in self.shares().items()}
 
 
 def _rate_value(rate: Rate, task: Task | None, name: str) -> float:
     if callable(rate):
-        if task is None:
-            raise ValueError(f"a sub-mixture ({name!r}) needs a numeric rate, got {rate!r}")
         value = float(rate(task))
+    elif isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"rate of {name!r} must be a number or a function of the task, got {rate!r}")
     else:
         value = float(rate)
-    if not value >= 0.0:
-        raise ValueError(f"rate of {name!r} is {value}; rates must be >= 0")
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise ValueError(f"rate of {name!r} is {value}; rates must be finite and >= 0")
     return value
 
 
@@ -221,91 +269,13 @@ def normalize(rates: Mapping[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in rates.items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# Registries.
-# ---------------------------------------------------------------------------------------------
-
-_TASKS: dict[str, Task] = {}
-_MIXTURES: dict[str, Mixture] = {}
-
-
-def add_task(task: Task, overwrite: bool = False) -> Task:
-    if not overwrite and (task.name in _TASKS or task.name in _MIXTURES):
-        raise ValueError(f"task or mixture {task.name!r} is already registered")
-    _TASKS[task.name] = task
-    return task
-
-
-def add_mixture(mixture: Mixture, overwrite: bool = False) -> Mixture:
-    if not overwrite and (mixture.name in _TASKS or mixture.name in _MIXTURES):
-        raise ValueError(f"task or mixture {mixture.name!r} is already registered")
-    # Fail at registration, not at training time, on unknown members or bad constant rates.
-    # Callable rates are evaluated lazily: they may need the data (GlobMed-mini is generated on
-    # first use, not at import).
-    for name, rate in mixture.tasks:
-        if name not in _TASKS and name not in _MIXTURES:
-            raise KeyError(f"mixture {mixture.name!r}: unknown task or mixture {name!r}")
-        rate = mixture.default_rate if rate is None else rate
-        if rate is None:
-            raise ValueError(f"mixture {mixture.name!r}: no rate for {name!r} and no default_rate")
-        if not callable(rate):
-            _rate_value(rate, None, name)
-    _MIXTURES[mixture.name] = mixture
-    return mixture
-
-
-def remove(name: str) -> None:
-    _TASKS.pop(name, None)
-    _MIXTURES.pop(name, None)
-
-
-def get_task(name: str) -> Task:
-    if name not in _TASKS:
-        raise KeyError(f"unknown task {name!r}; registered: {sorted(_TASKS)}")
-    return _TASKS[name]
-
-
-def get_mixture(name: str) -> Mixture:
-    if name not in _MIXTURES:
-        raise KeyError(f"unknown mixture {name!r}; registered: {sorted(_MIXTURES)}")
-    return _MIXTURES[name]
-
-
-def get_mixture_or_task(name: str) -> Mixture | Task:
-    if name in _MIXTURES:
-        return _MIXTURES[name]
-    if name in _TASKS:
-        return _TASKS[name]
-    raise KeyError(f"unknown task or mixture {name!r}; mixtures: {sorted(_MIXTURES)}")
-
-
-def list_tasks() -> tuple[str, ...]:
-    return tuple(sorted(_TASKS))
-
-
-def list_mixtures() -> tuple[str, ...]:
-    return tuple(sorted(_MIXTURES))
-
-
-def mixture_shares(name: str) -> dict[str, float]:
-    """Normalized sampling share per leaf task of a mixture (a task name gives ``{name: 1.0}``)."""
-    item = get_mixture_or_task(name)
-    if isinstance(item, Task):
-        return {item.name: 1.0}
-    return item.shares()
-
-
-def language_shares(name: str) -> dict[str, float]:
-    """``mixture_shares`` summed per task language."""
-    out: dict[str, float] = {}
-    for task_name, share in mixture_shares(name).items():
-        lang = get_task(task_name).language
-        out[lang] = out.get(lang, 0.0) + share
-    return out
+def single_task(task: Task) -> Mixture:
+    """A mixture of one task (what a config naming a task trains on)."""
+    return Mixture(task.name, ((task, 1.0),))
 
 
 # ---------------------------------------------------------------------------------------------
-# GlobMed-mini registrations.
+# GlobMed-mini: tasks and named mixtures (plain functions returning values).
 # ---------------------------------------------------------------------------------------------
 
 LOW_RESOURCE_MULTIPLIER = 4.0
@@ -315,54 +285,90 @@ def mini_task_name(family: str, language: str, prefix: str = mini.DATASET_PREFIX
     return f"{prefix}_{family}_{language}"
 
 
-def register_globmed_mini(config: mini.MiniConfig = mini.MiniConfig(), prefix: str = mini.DATASET_PREFIX,
-                          overwrite: bool = False) -> tuple[str, ...]:
-    """Registers one task per (dataset, language) of GlobMed-mini and the mixtures
-    ``<prefix>`` (proportional), ``<prefix>_t5`` (temperature 5) and ``<prefix>_upweighted``
-    (proportional, low-resource languages x LOW_RESOURCE_MULTIPLIER). Returns the task names."""
-    names = []
-    for family in config.families:
-        for lang in config.languages:
-            task = Task(
-                name=mini_task_name(family, lang, prefix),
-                source=mini.source(family, lang, config),
-                metric_fns=get_family(family).metrics,
-                splits=mini.MINI_SPLITS,
-                language=lang,
-                dataset=mini.dataset_name(family),
-                family=family,
-            )
-            add_task(task, overwrite=overwrite)
-            names.append(task.name)
+def globmed_mini_tasks(config: mini.MiniConfig = mini.MiniConfig(),
+                       prefix: str = mini.DATASET_PREFIX) -> tuple[Task, ...]:
+    """One task per (family, language) of GlobMed-mini, named ``<prefix>_<family>_<lang>``."""
+    return tuple(
+        Task(name=mini_task_name(family, lang, prefix), source=mini.source(family, lang, config),
+             metric_fns=get_family(family).metrics, splits=mini.MINI_SPLITS, language=lang,
+             dataset=mini.dataset_name(family), family=family)
+        for family in config.families for lang in config.languages)
+
+
+def globmed_mini(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """GlobMed-mini, proportional to example counts."""
+    return Mixture.of("globmed_mini", globmed_mini_tasks(config), rate_proportional())
+
+
+def globmed_mini_t5(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """GlobMed-mini with temperature-5 sampling (mT5)."""
+    return Mixture.of("globmed_mini_t5", globmed_mini_tasks(config), rate_temperature(5.0))
+
+
+def globmed_mini_upweighted(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """GlobMed-mini, proportional, low-resource languages x ``LOW_RESOURCE_MULTIPLIER``."""
     low = {lang: LOW_RESOURCE_MULTIPLIER for lang in config.low_resource_languages()}
-    for suffix, rate in (("", rate_proportional()), ("_t5", rate_temperature(5.0)),
-                         ("_upweighted", with_language_multipliers(rate_proportional(), low))):
-        add_mixture(Mixture(prefix + suffix, tuple((n, rate) for n in names)), overwrite=overwrite)
-    return tuple(names)
+    return Mixture.of("globmed_mini_upweighted", globmed_mini_tasks(config),
+                      with_language_multipliers(rate_proportional(), low))
 
 
-def register_jsonl_tasks(directory: str | os.PathLike, datasets: Iterable[tuple[str, str, str]],
-                         prefix: str = "", overwrite: bool = False) -> tuple[str, ...]:
-    """Registers ``<prefix><dataset>_<language>`` tasks over normalized JSONL for each
-    ``(dataset, language, family)``; returns the task names."""
-    names = []
-    for dataset, language, family in datasets:
-        task = Task(
-            name=f"{prefix}{dataset}_{language}",
-            source=JsonlSource(str(directory), dataset=dataset, language=language),
-            metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
-            language=language, dataset=dataset, family=family,
-        )
-        add_task(task, overwrite=overwrite)
-        names.append(task.name)
-    return tuple(names)
+NAMED_MIXTURES: Mapping[str, Callable[[mini.MiniConfig], Mixture]] = {
+    "globmed_mini": globmed_mini,
+    "globmed_mini_t5": globmed_mini_t5,
+    "globmed_mini_upweighted": globmed_mini_upweighted,
+}
 
 
-def describe(name: str) -> dict[str, Any]:
-    """Per task: language, train examples and share (for logs and reports)."""
-    shares = mixture_shares(name)
-    return {t: {"language": get_task(t).language, "num_train": get_task(t).num_examples("train"), "share": s}
-            for t, s in shares.items()}
+def named_mixture(name: str, config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """A mixture of ``NAMED_MIXTURES`` or a single GlobMed-mini task (``globmed_mini_mcqa_en``)."""
+    if name in NAMED_MIXTURES:
+        return NAMED_MIXTURES[name](config)
+    for task in globmed_mini_tasks(config):
+        if task.name == name:
+            return single_task(task)
+    raise KeyError(f"unknown mixture {name!r}; named mixtures: {sorted(NAMED_MIXTURES)} "
+                   f"(or a GlobMed-mini task such as {mini_task_name('mcqa', 'en')!r})")
 
 
-register_globmed_mini()
+# ---------------------------------------------------------------------------------------------
+# Normalized JSONL trees.
+# ---------------------------------------------------------------------------------------------
+
+
+def jsonl_tasks(directory: str | os.PathLike, datasets: Iterable[tuple[str, str, str]],
+                prefix: str = "") -> tuple[Task, ...]:
+    """``<prefix><dataset>_<language>`` tasks over normalized JSONL, one per
+    ``(dataset, language, family)``."""
+    return tuple(
+        Task(name=f"{prefix}{dataset}_{language}",
+             source=JsonlSource(str(directory), dataset=dataset, language=language),
+             metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
+             language=language, dataset=dataset, family=family)
+        for dataset, language, family in datasets)
+
+
+def find_jsonl_datasets(directory: str | os.PathLike,
+                        languages: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """``(dataset, language, family)`` of every ``<dataset>/<language>/train.jsonl`` under
+    ``directory`` (the layout ``data_pipelines.build`` writes) whose language is in ``languages``;
+    the family is read from the file's first record."""
+    found = []
+    for train_file in sorted(pathlib.Path(directory).glob("*/*/train.jsonl")):
+        dataset, language = train_file.parent.parent.name, train_file.parent.name
+        if language not in languages:
+            continue
+        first = next(records_io.iter_records(train_file), None)
+        if first is None:
+            raise ValueError(f"{train_file} has no records")
+        found.append((dataset, language, first.family))
+    if not found:
+        raise FileNotFoundError(f"no <dataset>/<language>/train.jsonl files for {tuple(languages)} under {directory}")
+    return tuple(found)
+
+
+def jsonl_mixture(directory: str | os.PathLike, name: str, temperature: float,
+                  languages: Sequence[str]) -> Mixture:
+    """One task per (dataset, language) of a normalized JSONL tree, mixed with an mT5-style
+    temperature rate."""
+    tasks = jsonl_tasks(directory, find_jsonl_datasets(directory, languages))
+    return Mixture.of(name, tasks, rate_temperature(temperature))

@@ -26,7 +26,9 @@ from globmed_jax.models import (
 )
 from globmed_jax.models.hf_io import abstract_model
 from globmed_jax.models.lora import add_lora, merge_lora
+from globmed_jax.data.tasks import Mixture
 from globmed_jax.training import checkpoint as ckpt
+from globmed_jax.training import data as train_data
 from globmed_jax.training.config import ConfigError, model_config_overrides, validate
 from globmed_jax.training.metrics import (
     MetricsWriter, Throughput, datasheet_peak_flops, flops_per_token, per_language_losses,
@@ -238,11 +240,10 @@ class _StepLogger:
 
 
 def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
-          data_factory: Callable | None = None) -> TrainingRun | dict[str, Any]:
+          data_factory: Callable | None = None, mixture: Mixture | None = None) -> TrainingRun | dict[str, Any]:
     """Validates, builds tokenizer, data, model and the compiled step, restores the newest
-    checkpoint. A dry run returns its memory report (a dict) instead of a run."""
-    from globmed_jax.training import data as train_data
-
+    checkpoint. A dry run returns its memory report (a dict) instead of a run. ``mixture``
+    defaults to the one ``config.data`` names (resolved here, once)."""
     run_dir = Path(config.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     typed = validate(config, jax.device_count(), jax.process_count())
@@ -253,10 +254,15 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
         (run_dir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     started = time.perf_counter()
-    factory = data_factory or train_data.globmed_iterator
-    tokenizer = build_tokenizer(config, run_dir, lambda: train_data.corpus_texts(config))
+    mixture = mixture or train_data.resolve_mixture(typed.data, typed.seed)
+    tokenizer = build_tokenizer(
+        config, run_dir, lambda: train_data.corpus_texts(mixture, train_data.prompt_config(typed.data)))
     log.info("tokenizer ready: %d tokens (%.1f s)", len(tokenizer), time.perf_counter() - started)
-    iterator = factory(config, tokenizer, jax.process_index(), jax.process_count())
+    if data_factory is not None:
+        iterator = data_factory(config, tokenizer, jax.process_index(), jax.process_count())
+    else:
+        pipeline = train_data.pipeline_config(typed.data, mixture, t.global_batch_size // jax.process_count())
+        iterator = train_data.globmed_iterator(pipeline, tokenizer, jax.process_index(), jax.process_count())
     vocab = len(tokenizer) if config.model.init == "scratch" else None
     if vocab is not None:
         vocab = -(-vocab // 128) * 128  # pad the embedding to a multiple of 128 (TPU/GPU tiles)
@@ -389,15 +395,16 @@ def finish(run: TrainingRun, fitted: FitSummary) -> dict[str, Any]:
 
 
 def train(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
-          data_factory: Callable | None = None) -> dict[str, Any]:
+          data_factory: Callable | None = None, mixture: Mixture | None = None) -> dict[str, Any]:
     """Runs (or resumes) training as ``config`` says: ``setup``, ``fit``, ``finish``. Returns a
     summary dict (``eval`` a ``HeldoutMetrics``).
 
-    ``data_factory(config, tokenizer, process_index, process_count) -> (iterator, corpus_fn)``
-    overrides the GlobMed pipeline (tests use it); ``eval_fn(model, tokenizer, step)`` returns
+    ``data_factory(config, tokenizer, process_index, process_count) -> iterator``
+    overrides the GlobMed pipeline (tests use it); ``mixture`` is the resolved data mixture
+    (default: the one ``config.data`` names); ``eval_fn(model, tokenizer, step)`` returns
     ``HeldoutMetrics`` and is called every ``eval.every_steps`` and at the end.
     """
-    run = setup(config, eval_fn=eval_fn, data_factory=data_factory)
+    run = setup(config, eval_fn=eval_fn, data_factory=data_factory, mixture=mixture)
     if isinstance(run, dict):  # dry run
         return run
     return finish(run, fit(run))
