@@ -330,8 +330,12 @@ def test_globmed_unknown_source_is_reported(tmp_path):
     write_json(tmp_path / "GlobMed_Mystery/en/train.json", [{"question": "Q?", "answer": "A"}])
     good, bad = run("globmed", tmp_path)
     assert good == [] and len(bad) == 1 and bad[0].field == "<source>" and "Mystery" in bad[0].reason
-    good, bad = run("globmed", tmp_path, field_map={"task": "open_qa", "dataset": "mystery"})
-    assert bad == [] and good[0].dataset == "mystery"
+    good, bad = run("globmed", tmp_path, field_map={"family": "open_qa", "dataset": "mystery"})
+    assert bad == [] and good[0].dataset == "mystery" and good[0].family == "open_qa"
+    old, _ = run("globmed", tmp_path, field_map={"task": "open_qa", "dataset": "mystery"})  # the older key
+    assert old == good
+    _, bad = run("globmed", tmp_path, field_map={"family": "essay", "dataset": "mystery"})
+    assert len(bad) == 1 and bad[0].field == "family" and "essay" in bad[0].reason
 
 
 # --- malformed files --------------------------------------------------------------------

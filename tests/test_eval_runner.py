@@ -260,7 +260,7 @@ def test_runner_end_to_end_resume_and_report(tiny_ckpt, tmp_path, monkeypatch):
         preds = runner.read_predictions(out)
         assert set(preds) == {"tiny", "scripted"}
         for row in rows:
-            assert set(row) >= {"model", "dataset", "language", "task", "n", "accuracy", "ci_low", "ci_high",
+            assert set(row) >= {"model", "dataset", "language", "family", "n", "accuracy", "ci_low", "ci_high",
                                 "parse_failure_rate", "seconds", "setting"}
             assert row["n"] == 5
             assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
@@ -378,10 +378,10 @@ def test_runner_jsonl_open_qa_with_judge(tmp_path):
         assert len(summary["done"]) == 4
     rows = {(r["dataset"], r["language"]): r for r in runner.read_results(c.out_dir)}
     mc = rows[(closed[0].dataset, "en")]
-    assert mc["accuracy"] == 1.0 and mc["task"] == "mcqa" and mc["n"] == 3
+    assert mc["accuracy"] == 1.0 and mc["family"] == "mcqa" and mc["n"] == 3
     for lang in ("en", "sw"):
         row = rows[("toy_open_qa", lang)]
-        assert row["accuracy"] is None and row["task"] == "open_qa"
+        assert row["accuracy"] is None and row["family"] == "open_qa"
         assert row["judge_score"] == pytest.approx((5 + 2 + 2) / 3)
         assert 0.0 < row["rouge_l"] < 100.0 and 0.0 < row["chrf"] < 100.0
         said = [answers[lang][0], "Rest and fluids.", "Rest and fluids."]
@@ -390,3 +390,10 @@ def test_runner_jsonl_open_qa_with_judge(tmp_path):
     assert budgets == {"mcqa": {c.max_new_tokens}, "open_qa": {c.open_qa_max_new_tokens}}
     md = report.write_report(c.out_dir)["leaderboard"].read_text()
     assert "## Open QA" in md and "| scripted | toy_open_qa | sw | 3 |" in md
+
+
+def test_report_reads_rows_written_before_the_family_rename():
+    assert report.row_family({"family": "nli"}) == "nli"
+    assert report.row_family({"task": "open_qa"}) == "open_qa"  # results.jsonl of 0.1
+    with pytest.raises(KeyError):
+        report.row_family({"model": "m"})

@@ -166,7 +166,7 @@ def squash_ws(s: str) -> str:
 def make_record(
     *,
     dataset: str,
-    task: str,
+    family: str,
     language: str,
     split: str,
     local_id: str,
@@ -190,7 +190,7 @@ def make_record(
         dataset=dataset,
         language=language,
         split=split,
-        family=task,
+        family=family,
         question=question,
         answer=answer,
         options=dict(options or {}),

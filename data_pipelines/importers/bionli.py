@@ -44,7 +44,7 @@ def nli_record(obj: Mapping[str, Any], *, dataset: str, lang: str, split: str, l
     lf, label = first_field(obj, _LABEL)
     label_s = text(label, lf).lower()
     return make_record(
-        dataset=dataset, task="nli", language=lang, split=split, local_id=local,
+        dataset=dataset, family="nli", language=lang, split=split, local_id=local,
         question=text(hyp, hf), context=text(premise, pf), answer=LABEL_ALIASES.get(label_s, label_s),
     )
 

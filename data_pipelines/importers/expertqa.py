@@ -64,7 +64,7 @@ def _convert(file: pathlib.Path, lines: list[tuple[int, Any]], lang: str, split:
         system, answer = pick_answer(get_field(obj, "answers"))
         meta = {k: meta_in[k] for k in ("specific_field", "question_type") if meta_in.get(k)}
         return make_record(
-            dataset=FIELD_TO_DATASET[field], task="open_qa", language=lang, split=split,
+            dataset=FIELD_TO_DATASET[field], family="open_qa", language=lang, split=split,
             local_id=f"{file.stem}:{lines[idx][0]}",  # the line number
             question=question, answer=answer, meta={"system": system, **meta},
         )

@@ -38,6 +38,6 @@ def _record(obj: Any, idx: int, lang: str, split: str) -> Any:
     local = text(obj.get("id"), "id", required=False) or f"{split}:{idx}"
     meta = {k: obj[k] for k in ("subject_name", "type") if obj.get(k)}
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=local,
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=local,
         question=text(get_field(obj, "question"), "question"), answer=letter, options=options, meta=meta,
     )

@@ -35,6 +35,7 @@ from data_pipelines.importers.mcqa import answer_letter, parse_options
 from data_pipelines.importers.medmcqa import cop_to_letter
 from data_pipelines.importers.convert import convert_entries, json_entries
 from globmed_jax.data import families
+from globmed_jax.data.schema import Record
 
 # normalized source name -> (dataset id, task family)
 SOURCES: dict[str, tuple[str, str]] = {
@@ -151,39 +152,60 @@ def detect_cop_base(items: list[tuple[str, Any]], default: int) -> int | None:
     return 0 if zero else 1 if top else default
 
 
+def _nli(obj: Mapping[str, Any], fm: Mapping[str, Any], common: dict, _cop_base: int | None) -> Record:
+    names = {"premise": fm.get("premise", fm.get("context")), "hypothesis": fm.get("hypothesis", fm.get("question")),
+             "label": fm.get("label", fm.get("answer"))}
+    mapped = {k: get_field(obj, v) for k, v in names.items() if v}
+    return nli_record({**obj, **mapped}, dataset=common["dataset"], lang=common["language"], split=common["split"],
+                      local=common["local_id"])
+
+
+def _question_fields(obj: Mapping[str, Any], fm: Mapping[str, Any], common: dict) -> tuple[dict, str | None, Any]:
+    qf, q = _pick(obj, fm, "question", QUESTION_FIELDS)
+    cf, c = _pick(obj, fm, "context", CONTEXT_FIELDS)
+    ef, e = _pick(obj, fm, "explanation", EXPLANATION_FIELDS)
+    fields = dict(common, question=text(q, qf or "question"), context=_context(c, cf or "context"))
+    return fields, ef, e
+
+
+def _mcqa(obj: Mapping[str, Any], fm: Mapping[str, Any], common: dict, cop_base: int | None) -> Record:
+    fields, ef, e = _question_fields(obj, fm, common)
+    options, keys = _mcqa_options(obj, fm)
+    answer = _mcqa_answer(obj, fm, options, keys, cop_base)
+    return make_record(**fields, answer=answer, options=options, explanation=text(e, ef or "explanation", required=False))
+
+
+def _yes_no_maybe(obj: Mapping[str, Any], fm: Mapping[str, Any], common: dict, _cop_base: int | None) -> Record:
+    fields, ef, e = _question_fields(obj, fm, common)
+    af, a = _pick(obj, fm, "answer", YNM_ANSWER_FIELDS)
+    return make_record(**fields, answer=text(a, af or "answer").lower(), explanation=text(e, ef or "explanation", required=False))
+
+
+def _open_qa(obj: Mapping[str, Any], fm: Mapping[str, Any], common: dict, _cop_base: int | None) -> Record:
+    fields, ef, _ = _question_fields(obj, fm, common)
+    answer_fields = tuple(f for f in OPEN_ANSWER_FIELDS if f != ef)  # explanation != answer
+    af, a = _pick(obj, fm, "answer", answer_fields)
+    return make_record(**fields, answer=text(a, af or "answer"))
+
+
+# The field conventions of each family in the GlobMed release, keyed by the family's name.
+_RECORD_BUILDERS = {families.NLI.name: _nli, families.MCQA.name: _mcqa,
+                    families.YES_NO_MAYBE_FAMILY.name: _yes_no_maybe, families.OPEN_QA.name: _open_qa}
+
+
 def globmed_record(
-    obj: Any, *, dataset: str, task: str, lang: str, split: str, index: int, fm: Mapping[str, Any], cop_base: int | None
+    obj: Any, *, dataset: str, family: str, lang: str, split: str, index: int, fm: Mapping[str, Any],
+    cop_base: int | None,
 ) -> Any:
     """One GlobMed item (any detected variant) -> Record."""
     if not isinstance(obj, Mapping):
         raise FieldError("<record>", f"expected an object, got {type(obj).__name__}")
+    if family not in _RECORD_BUILDERS:
+        raise FieldError("family", f"unknown task family {family!r}; known: {sorted(_RECORD_BUILDERS)}")
     _, rid = _pick(obj, fm, "id", ID_FIELDS)
     local = f"{split}:{index}" if rid in (None, "") else str(rid)
-    family = families.FAMILIES.get(task)
-    if family is families.NLI:
-        names = {"premise": fm.get("premise", fm.get("context")), "hypothesis": fm.get("hypothesis", fm.get("question")),
-                 "label": fm.get("label", fm.get("answer"))}
-        mapped = {k: get_field(obj, v) for k, v in names.items() if v}
-        src = {**obj, **mapped}
-        return nli_record(src, dataset=dataset, lang=lang, split=split, local=local)
-    qf, q = _pick(obj, fm, "question", QUESTION_FIELDS)
-    question = text(q, qf or "question")
-    cf, c = _pick(obj, fm, "context", CONTEXT_FIELDS)
-    ef, e = _pick(obj, fm, "explanation", EXPLANATION_FIELDS)
-    common = dict(dataset=dataset, task=task, language=lang, split=split, local_id=local, question=question,
-                  context=_context(c, cf or "context"))
-    if family is families.MCQA:
-        options, keys = _mcqa_options(obj, fm)
-        answer = _mcqa_answer(obj, fm, options, keys, cop_base)
-        return make_record(**common, answer=answer, options=options, explanation=text(e, ef or "explanation", required=False))
-    if family is families.YES_NO_MAYBE_FAMILY:
-        af, a = _pick(obj, fm, "answer", YNM_ANSWER_FIELDS)
-        return make_record(**common, answer=text(a, af or "answer").lower(), explanation=text(e, ef or "explanation", required=False))
-    if family is families.OPEN_QA:
-        fields = tuple(f for f in OPEN_ANSWER_FIELDS if f != ef)  # explanation != answer
-        af, a = _pick(obj, fm, "answer", fields)
-        return make_record(**common, answer=text(a, af or "answer"))
-    raise FieldError("task", f"unknown task {task!r}")
+    common = dict(dataset=dataset, family=family, language=lang, split=split, local_id=local)
+    return _RECORD_BUILDERS[family](obj, fm, common, cop_base)
 
 
 def _files(root: pathlib.Path) -> list[pathlib.Path]:
@@ -204,29 +226,30 @@ def import_globmed(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         lang = resolve_language(opts.language or lang_dir.name)
         split = normalize_split(opts.split or file.stem)
         fm = field_map_for(opts.field_map, source)
-        dataset, task = SOURCES.get(norm_source(source), (fm.get("dataset") or norm_source(source), fm.get("task")))
+        given_family = fm.get("family", fm.get("task"))  # "task": the field map's older name
+        dataset, family = SOURCES.get(norm_source(source), (fm.get("dataset") or norm_source(source), given_family))
         dataset = fm.get("dataset", dataset)
-        task = fm.get("task", task)
+        family = given_family or family
         ctx = dict(dataset=dataset, language=lang, split=split)
         if not source_dir.name.startswith(PREFIX):
             yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx)
             continue
-        if task is None:
+        if family is None:
             known = ", ".join(sorted(SOURCES))
-            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'task' in the field map", None, **ctx)
+            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx)
             continue
         yield from guarded_file(
             file, json_entries,
-            lambda items: _convert(file, items, dataset, task, lang, split, fm, opts), **ctx,
+            lambda items: _convert(file, items, dataset, family, lang, split, fm, opts), **ctx,
         )
 
 
 def _convert(
-    file: pathlib.Path, items: list[tuple[str, Any]], dataset: str, task: str, lang: str, split: str,
+    file: pathlib.Path, items: list[tuple[str, Any]], dataset: str, family: str, lang: str, split: str,
     fm: Mapping[str, Any], opts: ImportOptions,
 ) -> Iterator[Item]:
     ctx = dict(dataset=dataset, language=lang, split=split)
     default_base = fm.get("cop_base", opts.cop_base if opts.cop_base is not None else 0)
     cop_base = detect_cop_base(items, int(default_base)) if "cop_base" not in fm else int(fm["cop_base"])
     return convert_entries(file, items, lambda obj, index: globmed_record(
-        obj, dataset=dataset, task=task, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base), ctx)
+        obj, dataset=dataset, family=family, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base), ctx)

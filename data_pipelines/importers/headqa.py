@@ -93,7 +93,7 @@ def _record(q: Any, exam_key: str, exam: Mapping[str, Any], gold: Mapping[str, s
     if q.get("image"):
         meta["image"] = q["image"]
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{exam_key}:{qid}",
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=f"{exam_key}:{qid}",
         question=text(get_field(q, "qtext"), "qtext"),
         answer=keys[ra],
         options=options, meta={k: v for k, v in meta.items() if v is not None},

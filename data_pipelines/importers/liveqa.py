@@ -85,6 +85,6 @@ def _record(q: ET.Element, qid: str, lang: str, split: str, qsource: str) -> Any
     meta = {"qid": qid, "qfile": qfile, "paraphrase": paraphrase or None, "summary": summary or None,
             "n_reference_answers": len(answers)}
     return make_record(
-        dataset=DATASET, task="open_qa", language=lang, split=split, local_id=qid,
+        dataset=DATASET, family="open_qa", language=lang, split=split, local_id=qid,
         question=question, answer=answers[0], meta={k: v for k, v in meta.items() if v is not None},
     )

@@ -61,7 +61,7 @@ def _record(obj: Any, idx: int, lang: str, split: str) -> Any:
     local = text(obj.get("id"), "id", required=False) or f"{split}:{idx}"
     meta = {k: obj[k] for k in ("type", "year", "question_id_specific") if obj.get(k) is not None}
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=local,
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=local,
         question=text(get_field(obj, "full_question"), "full_question"), answer=letter,
         options=options, explanation=text(obj.get("full_answer"), "full_answer", required=False), meta=meta,
     )

@@ -45,7 +45,7 @@ def _record(obj: Any, idx: int, lang: str, split: str, base: int) -> Any:
     local = text(obj.get("id"), "id", required=False) or f"{split}:{idx}"
     meta = {k: obj[k] for k in ("subject_name", "topic_name", "choice_type") if obj.get(k)}
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=local,
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=local,
         question=text(get_field(obj, "question"), "question"),
         answer=cop_to_letter(obj.get("cop"), base), options=options,
         explanation=text(obj.get("exp"), "exp", required=False), meta=meta,

@@ -49,7 +49,7 @@ def _record(
     if answer_text is not None and letter in opts and text(answer_text, text_field, required=False) != opts[letter]:
         raise FieldError(text_field, f"answer text disagrees with option {letter}")
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{split}:{local}",
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=f"{split}:{local}",
         question=text(question, "question"), answer=letter, options=opts, meta=meta,
     )
 

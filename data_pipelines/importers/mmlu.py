@@ -54,7 +54,7 @@ def import_mmlu(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
 def _record(row: list[str], i: int, subject: str, src_split: str, lang: str, split: str) -> Any:
     options = {letter: text(v, letter, required=False) for letter, v in zip("ABCD", row[1:5])}
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{subject}:{src_split}:{i}",
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=f"{subject}:{src_split}:{i}",
         question=text(row[0], "question"),
         answer=answer_letter(row[5], options, fmt="letter", field="answer"),
         options=options, meta={"subject": subject, "source_split": src_split},

@@ -44,7 +44,7 @@ def _record(obj: Any, lang: str, split: str) -> Any:
     if "answer_index" in obj and answer_letter(obj["answer_index"], options, fmt="index0", field="answer_index") != letter:
         raise FieldError("answer_index", f"answer_index {obj['answer_index']} disagrees with answer {letter!r}")
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split,
+        dataset=DATASET, family="mcqa", language=lang, split=split,
         local_id=text(get_field(obj, "question_id"), "question_id"),
         question=text(get_field(obj, "question"), "question"), answer=letter, options=options,
         explanation=text(obj.get("cot_content"), "cot_content", required=False),

@@ -74,7 +74,7 @@ def _record(item: Any, pmid: str, truth: Mapping[str, str], lang: str, split: st
         raise FieldError("CONTEXTS", "expected a list")
     meta = {k.lower(): item[k] for k in ("YEAR", "LABELS", "MESHES") if item.get(k)}
     return make_record(
-        dataset=DATASET, task="yes_no_maybe", language=lang, split=split, local_id=str(pmid),
+        dataset=DATASET, family="yes_no_maybe", language=lang, split=split, local_id=str(pmid),
         question=text(get_field(item, "QUESTION"), "QUESTION"), answer=decision,
         context="\n".join(text(c, "CONTEXTS", required=False) for c in contexts),
         explanation=text(item.get("LONG_ANSWER"), "LONG_ANSWER", required=False),

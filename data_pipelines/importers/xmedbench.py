@@ -35,7 +35,7 @@ def import_xmedbench(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
 def _record(obj: Any, idx: int, lang: str, split: str) -> Any:
     options = options_from_string(text(get_field(obj, "options"), "options"))
     return make_record(
-        dataset=DATASET, task="mcqa", language=lang, split=split, local_id=f"{lang}:{split}:{idx}",
+        dataset=DATASET, family="mcqa", language=lang, split=split, local_id=f"{lang}:{split}:{idx}",
         question=text(get_field(obj, "question"), "question"),
         answer=answer_letter(get_field(obj, "answer"), options, fmt="letter"),
         options=options, context=text(obj.get("context"), "context", required=False),

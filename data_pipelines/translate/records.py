@@ -60,14 +60,10 @@ def with_fields(r: Record, texts: Mapping[str, str], **changes: Any) -> Record:
 
 
 def target_id(r: Record, language: str) -> str:
-    """The id of ``r``'s translation: ``<source_id>@<lang>`` for importer ids
-    (``<source_id>@<source lang>``), the language segment swapped for ``<ds>/<lang>/...`` ids
-    (GlobMed-mini), else ``<id>@<lang>``."""
+    """The id of ``r``'s translation: ``<source_id>@<lang>`` for ids of the one convention
+    (``<source_id>@<source lang>``, as importers and GlobMed-mini write them), else ``<id>@<lang>``."""
     if r.id == record_id(r.source_id, r.language):
         return record_id(r.source_id, language)
-    seg = f"/{r.language}/"
-    if seg in r.id:
-        return r.id.replace(seg, f"/{language}/", 1)
     return f"{r.id}@{language}"
 
 

@@ -523,105 +523,187 @@ def _rel_terms(relation: str) -> list[str]:
     return sorted(TERMS[relation])
 
 
+@dataclasses.dataclass(frozen=True)
+class _ItemContext:
+    """What every family's item builder draws on for one (fact, variant, split)."""
+
+    fact: Fact
+    k: int
+    split: str
+    cfg: MiniConfig
+    rng: random.Random
+    cycle: int  # labels cycle over (fact, variant) so every label / letter is (near-)equally frequent
+    others: list[str]  # the relation's terms other than the fact's answer
+    lt: LanguageTemplates  # template counts are equal in all languages (checked at import)
+
+    def pick(self, n: int) -> int:
+        return self.rng.choice(template_ids(n, self.split))
+
+
+def _mcqa_spec(c: _ItemContext) -> _Spec:
+    n = c.cfg.num_options
+    distractors = c.rng.sample(c.others, n - 1)
+    answer_pos = c.cycle % n
+    options = distractors[:answer_pos] + [c.fact.answer] + distractors[answer_pos:]
+    return _Spec(c.fact, c.k, OPTION_LETTERS[answer_pos], {"mcqa": c.pick(len(c.lt.mcqa))}, options=tuple(options))
+
+
+def _yes_no_maybe_spec(c: _ItemContext) -> _Spec:
+    label = YES_NO_MAYBE[c.cycle % 3]
+    if label == "yes":
+        candidate, context = c.fact.answer, "ynm_diagnosed"
+    elif label == "no":
+        candidate, context = c.rng.choice(c.others), "ynm_diagnosed"
+    else:  # no diagnosis in the note: the answer cannot be known
+        candidate, context = c.rng.choice([c.fact.answer] + c.others), "ynm_undiagnosed"
+    templates = {"ynm_question": c.pick(len(c.lt.ynm_question)), context: c.pick(len(getattr(c.lt, context)))}
+    return _Spec(c.fact, c.k, label, templates, candidate=candidate)
+
+
+def _nli_spec(c: _ItemContext) -> _Spec:
+    label = NLI_LABELS[c.cycle % 3]
+    templates = {"nli_premise": c.pick(len(c.lt.nli_premise))}
+    if label == "neutral":
+        other = c.rng.choice(sorted({f.condition for f in FACTS} - {c.fact.condition}))
+        templates["nli_neutral"] = c.pick(len(c.lt.nli_neutral))
+        return _Spec(c.fact, c.k, label, templates, other_condition=other)
+    candidate = c.fact.answer if label == "entailment" else c.rng.choice(c.others)
+    templates["nli_hypothesis"] = c.pick(len(c.lt.nli_hypothesis))
+    return _Spec(c.fact, c.k, label, templates, candidate=candidate)
+
+
+def _open_qa_spec(c: _ItemContext) -> _Spec:  # item k asks with the k-th phrasing of the split
+    return _Spec(c.fact, c.k, c.fact.answer, {"open_question": template_ids(len(c.lt.open_question), c.split)[c.k]})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rendering:
+    """The language-specific text of one item (what ``_render`` needs from a family)."""
+
+    question: str
+    answer: str
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    context: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Words:
+    """One item's words in one language, shared by the families' renderers."""
+
+    spec: _Spec
+    language: str
+    lt: LanguageTemplates
+    condition: str
+    rel_c: str
+    rel_patient: str
+
+    def term(self, term_id: str) -> str:
+        return TERMS[self.spec.fact.relation][term_id][self.language]
+
+    def fin(self, text: str) -> str:
+        return _finish(text, self.language)
+
+
+def _mcqa_text(w: _Words) -> _Rendering:
+    t = w.spec.templates
+    return _Rendering(question=w.fin(_fill(w.lt.mcqa[t["mcqa"]], rel=w.rel_c)), answer=w.spec.label,
+                      options={OPTION_LETTERS[i]: w.term(o) for i, o in enumerate(w.spec.options)})
+
+
+def _open_qa_text(w: _Words) -> _Rendering:
+    t = w.spec.templates
+    return _Rendering(question=w.fin(_fill(w.lt.open_question[t["open_question"]], rel=w.rel_c)),
+                      answer=w.term(w.spec.fact.answer))
+
+
+def _yes_no_maybe_text(w: _Words) -> _Rendering:
+    t = w.spec.templates
+    question = w.fin(_fill(w.lt.ynm_question[t["ynm_question"]], x=w.term(w.spec.candidate), rel=w.rel_patient))
+    if "ynm_diagnosed" in t:
+        context = w.fin(_fill(w.lt.ynm_diagnosed[t["ynm_diagnosed"]], c=w.condition))
+    else:
+        context = w.fin(w.lt.ynm_undiagnosed[t["ynm_undiagnosed"]])
+    return _Rendering(question=question, answer=w.spec.label, context=context)
+
+
+def _nli_text(w: _Words) -> _Rendering:
+    t = w.spec.templates
+    context = w.fin(_fill(w.lt.nli_premise[t["nli_premise"]], c=w.condition))
+    if "nli_neutral" in t:
+        other = CONDITIONS[w.spec.other_condition][w.language]
+        question = w.fin(_fill(w.lt.nli_neutral[t["nli_neutral"]], c=other))
+    else:
+        question = w.fin(_fill(w.lt.nli_hypothesis[t["nli_hypothesis"]], x=w.term(w.spec.candidate), rel=w.rel_patient))
+    return _Rendering(question=question, answer=w.spec.label, context=context)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FamilyItems:
+    """How GlobMed-mini builds one family's items: the language-independent content, its text in
+    one language, and whether an item per question phrasing replaces the configured variants
+    (open questions: nothing else varies)."""
+
+    spec: Callable[[_ItemContext], _Spec]
+    text: Callable[[_Words], _Rendering]
+    one_item_per_phrasing: bool = False
+
+
+_FAMILY_ITEMS = {
+    MCQA.name: _FamilyItems(_mcqa_spec, _mcqa_text),
+    YES_NO_MAYBE_FAMILY.name: _FamilyItems(_yes_no_maybe_spec, _yes_no_maybe_text),
+    NLI.name: _FamilyItems(_nli_spec, _nli_text),
+    OPEN_QA.name: _FamilyItems(_open_qa_spec, _open_qa_text, one_item_per_phrasing=True),
+}
+
+
+def _family_items(family: str) -> _FamilyItems:
+    get_family(family)  # a clear error for an unknown name
+    return _FAMILY_ITEMS[family]
+
+
 def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: MiniConfig) -> _Spec:
     rng = random.Random(f"{cfg.seed}|{family}|{split}|{fact.id}|{k}")
-    # Labels cycle over (fact, variant) so every label / letter is (near-)equally frequent.
     cycle = fact_index + (k if split == "train" else cfg.train_variants + k)
     others = [t for t in _rel_terms(fact.relation) if t != fact.answer]
-    lt = TEMPLATES["en"]  # template counts are equal in all languages (checked at import)
-    pick = lambda n: rng.choice(template_ids(n, split))  # noqa: E731
-    if get_family(family) is MCQA:
-        n = cfg.num_options
-        distractors = rng.sample(others, n - 1)
-        answer_pos = cycle % n
-        options = distractors[:answer_pos] + [fact.answer] + distractors[answer_pos:]
-        return _Spec(fact, k, OPTION_LETTERS[answer_pos], {"mcqa": pick(len(lt.mcqa))}, options=tuple(options))
-    if get_family(family) is YES_NO_MAYBE_FAMILY:
-        label = YES_NO_MAYBE[cycle % 3]
-        if label == "yes":
-            candidate, context = fact.answer, "ynm_diagnosed"
-        elif label == "no":
-            candidate, context = rng.choice(others), "ynm_diagnosed"
-        else:  # no diagnosis in the note: the answer cannot be known
-            candidate, context = rng.choice([fact.answer] + others), "ynm_undiagnosed"
-        templates = {"ynm_question": pick(len(lt.ynm_question)), context: pick(len(getattr(lt, context)))}
-        return _Spec(fact, k, label, templates, candidate=candidate)
-    if get_family(family) is NLI:
-        label = NLI_LABELS[cycle % 3]
-        templates = {"nli_premise": pick(len(lt.nli_premise))}
-        if label == "neutral":
-            other = rng.choice(sorted({f.condition for f in FACTS} - {fact.condition}))
-            templates["nli_neutral"] = pick(len(lt.nli_neutral))
-            return _Spec(fact, k, label, templates, other_condition=other)
-        candidate = fact.answer if label == "entailment" else rng.choice(others)
-        templates["nli_hypothesis"] = pick(len(lt.nli_hypothesis))
-        return _Spec(fact, k, label, templates, candidate=candidate)
-    if get_family(family) is OPEN_QA:  # item k asks with the k-th phrasing of the split
-        return _Spec(fact, k, fact.answer, {"open_question": template_ids(len(lt.open_question), split)[k]})
-    raise ValueError(f"unknown family {family!r}")
+    context = _ItemContext(fact, k, split, cfg, rng, cycle, others, TEMPLATES["en"])
+    return _family_items(family).spec(context)
 
 
 def _render(family: str, spec: _Spec, language: str, split: str, source_id: str) -> Record:
     lt = TEMPLATES[language]
     fact = spec.fact
-    terms = TERMS[fact.relation]
-    term = lambda t: terms[t][language]  # noqa: E731
     condition = CONDITIONS[fact.condition][language]
     rel_c = _fill(lt.relation[fact.relation], c=condition)
-    rel_patient = _fill(lt.relation[fact.relation], c=lt.patient)
-    fin = lambda s: _finish(s, language)  # noqa: E731
-    t = spec.templates
-    options: dict[str, str] = {}
-    context = None
-    answer = spec.label
-    if get_family(family) is MCQA:
-        question = fin(_fill(lt.mcqa[t["mcqa"]], rel=rel_c))
-        options = {OPTION_LETTERS[i]: term(o) for i, o in enumerate(spec.options)}
-    elif get_family(family) is OPEN_QA:
-        question = fin(_fill(lt.open_question[t["open_question"]], rel=rel_c))
-        answer = term(fact.answer)
-    elif get_family(family) is YES_NO_MAYBE_FAMILY:
-        question = fin(_fill(lt.ynm_question[t["ynm_question"]], x=term(spec.candidate), rel=rel_patient))
-        if "ynm_diagnosed" in t:
-            context = fin(_fill(lt.ynm_diagnosed[t["ynm_diagnosed"]], c=condition))
-        else:
-            context = fin(lt.ynm_undiagnosed[t["ynm_undiagnosed"]])
-    else:
-        context = fin(_fill(lt.nli_premise[t["nli_premise"]], c=condition))
-        if "nli_neutral" in t:
-            other = CONDITIONS[spec.other_condition][language]
-            question = fin(_fill(lt.nli_neutral[t["nli_neutral"]], c=other))
-        else:
-            question = fin(_fill(lt.nli_hypothesis[t["nli_hypothesis"]], x=term(spec.candidate), rel=rel_patient))
-    explanation = fin(_fill(lt.nli_hypothesis[0], x=term(fact.answer), rel=rel_c))
-    dataset = dataset_name(family)
+    words = _Words(spec, language, lt, condition, rel_c, _fill(lt.relation[fact.relation], c=lt.patient))
+    text = _family_items(family).text(words)
+    explanation = words.fin(_fill(lt.nli_hypothesis[0], x=words.term(fact.answer), rel=rel_c))
     return Record(
-        id=f"{dataset}/{language}/{source_id.split('/', 1)[1]}",
+        id=records_io.record_id(source_id, language),
         source_id=source_id,
-        dataset=dataset,
+        dataset=dataset_name(family),
         language=language,
         split=split,
         family=family,
-        question=question,
-        answer=answer,
-        options=options,
-        context=context,
+        question=text.question,
+        answer=text.answer,
+        options=text.options,
+        context=text.context,
         explanation=explanation,
         meta={
             "synthetic": True,
             "fact": fact.id,
             "relation": fact.relation,
             "variant": spec.variant,
-            "templates": ",".join(f"{k}:{v}" for k, v in sorted(t.items())),
+            "templates": ",".join(f"{k}:{v}" for k, v in sorted(spec.templates.items())),
             "candidate": spec.candidate,
         },
     )
 
 
 def items_per_fact(family: str, split: str, cfg: MiniConfig) -> int:
-    """Source items per fact: the configured variants, except open_qa, which has one item per
-    phrasing of the split (nothing else varies in an open question)."""
-    if get_family(family) is OPEN_QA:
+    """Source items per fact: the configured variants, except for a family with one item per
+    phrasing of the split (open_qa)."""
+    if _family_items(family).one_item_per_phrasing:
         return len(template_ids(len(TEMPLATES["en"].open_question), split))
     return cfg.train_variants if split == "train" else cfg.test_variants
 

@@ -45,7 +45,7 @@ class JsonlSource:
     directory: str
     dataset: str | None = None
     language: str | None = None
-    task: str | None = None
+    family: str | None = None
 
     def __call__(self, split: str) -> list[Record]:
         return [r for r in _read_jsonl_split(self.directory, split) if self._keep(r)]
@@ -53,7 +53,7 @@ class JsonlSource:
     def _keep(self, r: Record) -> bool:
         return ((self.dataset is None or r.dataset == self.dataset)
                 and (self.language is None or r.language == self.language)
-                and (self.task is None or r.family == self.task))
+                and (self.family is None or r.family == self.family))
 
 
 @functools.lru_cache(maxsize=64)

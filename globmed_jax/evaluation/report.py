@@ -58,9 +58,14 @@ class Summary:
         for m, preds in (predictions or {}).items():
             self.consistency[m] = metrics.consistency(
                 (f"{p['dataset']}/{p['source_id']}", p["language"], p["predicted"])
-                for p in preds if get_family(p.get("task")).closed)
+                for p in preds if get_family(row_family(p)).closed)
         self.models.sort(key=lambda m: -_nan_to(self.average.get(m), -1.0))
-        self.open_rows = [r for r in rows if not get_family(r.get("task")).closed]
+        self.open_rows = [r for r in rows if not get_family(row_family(r)).closed]
+
+
+def row_family(row: Mapping[str, Any]) -> str:
+    """The task family of a results / predictions row (``task`` in rows written before 0.2)."""
+    return row["family"] if "family" in row else row["task"]
 
 
 def _mean(xs: Sequence[float]) -> float:

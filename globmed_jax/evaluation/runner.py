@@ -238,7 +238,7 @@ def cell_row(model: str, records: Sequence[Record], preds: Sequence[Prediction],
              judge_scores: Sequence[int | None] | None = None) -> dict[str, Any]:
     """The results.jsonl row of one cell."""
     r0 = records[0]
-    row: dict[str, Any] = {"model": model, "dataset": r0.dataset, "language": r0.language, "task": r0.family,
+    row: dict[str, Any] = {"model": model, "dataset": r0.dataset, "language": r0.language, "family": r0.family,
                            "n": len(records)}
     if not get_family(r0.family).closed:
         hyps = [p.predicted or "" for p in preds]
@@ -262,7 +262,7 @@ def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Predi
     out = []
     for r, p in zip(records, preds):
         gold = gold_label(r)
-        out.append({"model": model, "dataset": r.dataset, "language": r.language, "task": r.family,
+        out.append({"model": model, "dataset": r.dataset, "language": r.language, "family": r.family,
                     "record_id": r.id, "source_id": r.source_id, "gold": gold, "predicted": p.predicted,
                     "correct": None if not get_family(r.family).closed else p.predicted == gold,
                     "parse_failed": p.parse_failed, "text": p.text})

@@ -360,7 +360,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     return typed
 
 
-def model_config_overrides(config: ml_collections.ConfigDict) -> dict:
+def model_config_overrides(config: "ml_collections.ConfigDict | TrainingConfig") -> dict:
     """ModelConfig fields set by the training config (numerics, remat, scan, overrides)."""
     out = {"dtype": config.model.dtype, "param_dtype": config.model.param_dtype,
            "remat_policy": config.model.remat_policy, "scan_layers": config.model.scan_layers}

@@ -29,7 +29,7 @@ from globmed_jax.models.lora import add_lora, merge_lora
 from globmed_jax.data.tasks import Mixture
 from globmed_jax.training import checkpoint as ckpt
 from globmed_jax.training import data as train_data
-from globmed_jax.training.config import ConfigError, model_config_overrides, validate
+from globmed_jax.training.config import ConfigError, TrainingConfig, model_config_overrides, validate
 from globmed_jax.training.metrics import (
     MetricsWriter, Throughput, datasheet_peak_flops, flops_per_token, per_language_losses,
 )
@@ -72,7 +72,7 @@ class _Preemption:
 # --------------------------------------------------------------------------- building blocks
 
 
-def build_tokenizer(config: ml_collections.ConfigDict, run_dir: Path, corpus: Callable[[], Any] | None):
+def build_tokenizer(config: TrainingConfig, run_dir: Path, corpus: Callable[[], Any] | None):
     kind = config.tokenizer.kind
     if kind == "qwen3":
         from globmed_jax.models.tokenizer import build_qwen3_tokenizer
@@ -99,7 +99,7 @@ def special_token_ids(tokenizer) -> dict[str, Any]:
     return {"bos_token_id": tokenizer.bos_token_id, "eos_token_ids": tuple(eos), "pad_token_id": tokenizer.pad_token_id}
 
 
-def build_model(config: ml_collections.ConfigDict, mesh, vocab_size: int | None,
+def build_model(config: TrainingConfig, mesh, vocab_size: int | None,
                 special_ids: dict[str, Any] | None = None, *, abstract: bool = False) -> CausalLM:
     """The model to train; ``abstract=True`` (dry runs) builds ShapeDtypeStruct leaves only."""
     overrides = model_config_overrides(config)
@@ -183,7 +183,7 @@ def _to_global(local_batch: dict, mesh, global_batch: int, seq_len: int) -> dict
 @dataclasses.dataclass
 class TrainingRun:
     """Everything ``fit`` and ``finish`` need, built once by ``setup``."""
-    config: ml_collections.ConfigDict
+    config: TrainingConfig
     run_dir: Path
     mesh: Any
     languages: tuple[str, ...]
@@ -247,31 +247,31 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     run_dir = Path(config.run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     typed = validate(config, jax.device_count(), jax.process_count())
-    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
-    t = config.train
-    languages = tuple(config.data.languages)
+    mesh = sharding.make_mesh(typed.mesh.data, typed.mesh.fsdp, typed.mesh.tensor)
+    t = typed.train
+    languages = tuple(typed.data.languages)
     if jax.process_index() == 0:
         (run_dir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     started = time.perf_counter()
     mixture = mixture or train_data.resolve_mixture(typed.data, typed.seed)
     tokenizer = build_tokenizer(
-        config, run_dir, lambda: train_data.corpus_texts(mixture, train_data.prompt_config(typed.data)))
+        typed, run_dir, lambda: train_data.corpus_texts(mixture, train_data.prompt_config(typed.data)))
     log.info("tokenizer ready: %d tokens (%.1f s)", len(tokenizer), time.perf_counter() - started)
     if data_factory is not None:
         iterator = data_factory(config, tokenizer, jax.process_index(), jax.process_count())
     else:
         pipeline = train_data.pipeline_config(typed.data, mixture, t.global_batch_size // jax.process_count())
         iterator = train_data.globmed_iterator(pipeline, tokenizer, jax.process_index(), jax.process_count())
-    vocab = len(tokenizer) if config.model.init == "scratch" else None
+    vocab = len(tokenizer) if typed.model.init == "scratch" else None
     if vocab is not None:
         vocab = -(-vocab // 128) * 128  # pad the embedding to a multiple of 128 (TPU/GPU tiles)
-    model = build_model(config, mesh, vocab, special_token_ids(tokenizer), abstract=config.dry_run)
+    model = build_model(typed, mesh, vocab, special_token_ids(tokenizer), abstract=typed.dry_run)
     cfg = model.cfg
     if cfg.vocab_size < len(tokenizer):
         raise ConfigError(f"the model's vocabulary ({cfg.vocab_size}) is smaller than the tokenizer's "
                           f"({len(tokenizer)}): token ids would index past the embedding")
-    trainable = nnx.LoRAParam if config.lora.rank > 0 else nnx.Param
+    trainable = nnx.LoRAParam if typed.lora.rank > 0 else nnx.Param
     template = ModelTemplate(model, trainable)
     del model  # its buffers are donated to the train state
     tx, schedule = make_optimizer(template.initial_params, typed.train.optim)
@@ -279,10 +279,10 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
                               prompt_loss_weight=t.prompt_loss_weight)
-    seq_len = config.data.seq_len
+    seq_len = typed.data.seq_len
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, seq_len)
 
-    if config.dry_run:
+    if typed.dry_run:
         abstract_state = abstract_train_state(template, tx, shardings)
         compiled = compile_step(jitted, abstract_state, t.global_batch_size, seq_len, mesh)
         report = memory_report(compiled)
@@ -290,9 +290,9 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
         return {"dry_run": True, "memory": report, "params": cfg.num_params()}
 
     state = init_train_state(template, tx, shardings)
-    checkpointer = ckpt.TrainCheckpointer(run_dir / "checkpoints", keep=config.checkpoint.keep,
-                                          every_steps=config.checkpoint.every_steps,
-                                          async_save=config.checkpoint.async_save)
+    checkpointer = ckpt.TrainCheckpointer(run_dir / "checkpoints", keep=typed.checkpoint.keep,
+                                          every_steps=typed.checkpoint.every_steps,
+                                          async_save=typed.checkpoint.async_save)
     start = checkpointer.latest_step()
     if start is not None:
         state = checkpointer.restore(start, shardings, _abstract(state), iterator)
@@ -305,12 +305,12 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     if mem:
         log.info("per-device memory estimate: %.2f GiB", mem["peak_estimate_gib"])
 
-    writer = MetricsWriter(run_dir, tensorboard=config.log.tensorboard)
+    writer = MetricsWriter(run_dir, tensorboard=typed.log.tensorboard)
     peak = t.peak_tflops_per_device * 1e12 or datasheet_peak_flops()
-    trainable_fraction = 1.0 if config.lora.rank == 0 else 0.0
+    trainable_fraction = 1.0 if typed.lora.rank == 0 else 0.0
     throughput = Throughput(t.global_batch_size * seq_len, flops_per_token(cfg, seq_len, trainable_fraction),
                             jax.device_count(), peak)
-    return TrainingRun(config=config, run_dir=run_dir, mesh=mesh, languages=languages, tokenizer=tokenizer,
+    return TrainingRun(config=typed, run_dir=run_dir, mesh=mesh, languages=languages, tokenizer=tokenizer,
                        iterator=iterator, template=template, compiled=compiled, state=state, start_step=start,
                        checkpointer=checkpointer, writer=writer, throughput=throughput, memory=mem,
                        eval_fn=eval_fn)
