@@ -38,6 +38,7 @@ from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import extract, metrics, prompting
 from globmed_jax.api_client import APIConfig, ChatClient
+from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def effective_mode(config: Any, spec: Any) -> str:
 
 
 def check_local_path(name: str, spec: Any) -> pathlib.Path:
-    path = pathlib.Path(spec.path)
+    path = resolve_checkpoint(spec.path)  # a directory or a hub id
     if not path.is_dir():
         hint = f" Create it with: {spec.setup}" if spec.setup else ""
         raise MissingCheckpointError(f"model {name!r}: checkpoint directory {path} does not exist.{hint}")

@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from globmed_jax.models.config import ModelConfig, UnsupportedModelError, from_hf_config, to_hf_config
+from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.models.projection import BIAS, KERNEL
 from globmed_jax.models.transformer import CausalLM
 from globmed_jax.sharding import ShardingContext, spec_for_shape, variable_logical_axes
@@ -216,8 +217,8 @@ def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path) 
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ModelConfig:
-    """Reads ``config.json`` from a checkpoint directory into a ModelConfig."""
-    config_file = Path(path) / "config.json"
+    """Reads ``config.json`` from a checkpoint directory (or hub id) into a ModelConfig."""
+    config_file = resolve_checkpoint(path) / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file} does not exist (expected a Hugging Face checkpoint directory)")
     try:
@@ -259,16 +260,17 @@ def from_pretrained(
     mesh: Mesh | None = None,
     **config_overrides: Any,
 ) -> tuple[CausalLM, ModelConfig]:
-    """Loads a local HF checkpoint directory into a (sharded) ``CausalLM``.
+    """Loads an HF checkpoint into a (sharded) ``CausalLM``.
 
     Args:
-      path: directory with ``config.json`` and ``model.safetensors`` or a sharded index.
+      path: directory with ``config.json`` and ``model.safetensors`` or a sharded index, or a
+        hub id ``org/name[@revision]`` (resolved by ``hub.resolve_checkpoint``: safetensors only).
       dtype: compute dtype (default: the config default, bfloat16).
       param_dtype: storage dtype of the weights (default: float32).
       mesh: when given, parameters are placed as ``globmed_jax.sharding`` rules say.
       config_overrides: other ModelConfig fields (e.g. ``scan_layers=False``).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     dtype = None if dtype is None else jnp.dtype(dtype).name
     param_dtype = None if param_dtype is None else jnp.dtype(param_dtype).name
     cfg = load_config(path, dtype=dtype, param_dtype=param_dtype, **config_overrides)

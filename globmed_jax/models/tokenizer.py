@@ -7,6 +7,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from globmed_jax.models.hub import resolve_checkpoint
+
 # ChatML as Qwen2.5/Qwen3 use it (without the tool-calling branches of the official template).
 # With enable_thinking=False the generation prompt carries an empty think block, as Qwen3's does.
 QWEN3_CHAT_TEMPLATE = (
@@ -32,12 +34,13 @@ QWEN3_SPECIAL_TOKENS = (
 
 
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """The tokenizer saved in a local checkpoint directory, with its chat template.
+    """The tokenizer saved in a checkpoint directory (or hub id, see ``hub.resolve_checkpoint``),
+    with its chat template.
 
-    Only local files are read (no hub access, no remote code). Raises ValueError when the
+    Only the resolved local files are read (no remote code). Raises ValueError when the
     directory has no chat template, since SFT formatting and evaluation prompts depend on it.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer directory {path} does not exist")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)

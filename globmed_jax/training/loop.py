@@ -25,6 +25,7 @@ from globmed_jax.models import (
     CausalLM, from_pretrained, get_preset, load_config, load_tokenizer, save_pretrained,
 )
 from globmed_jax.models.hf_io import abstract_model
+from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.models.lora import add_lora, merge_lora
 from globmed_jax.data.tasks import Mixture
 from globmed_jax.training import checkpoint as ckpt
@@ -104,7 +105,7 @@ def build_model(config: TrainingConfig, mesh, vocab_size: int | None,
     """The model to train; ``abstract=True`` (dry runs) builds ShapeDtypeStruct leaves only."""
     overrides = model_config_overrides(config)
     if config.model.init == "pretrained":
-        checkpoint = Path(config.model.checkpoint)
+        checkpoint = resolve_checkpoint(config.model.checkpoint)  # a directory or a hub id
         if not (checkpoint / "config.json").exists():
             raise FileNotFoundError(
                 f"base checkpoint {checkpoint} not found (no config.json); download it first, e.g. "
