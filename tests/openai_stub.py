@@ -179,6 +179,7 @@ class ScriptedServer:
 
         self._httpd = Server((host, 0), Handler)
         self._httpd.daemon_threads = True
+        self._httpd.stop = self.stop  # scripts reach it as handler.server.stop
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
