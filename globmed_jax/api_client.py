@@ -1,39 +1,61 @@
-"""A small OpenAI-compatible chat-completions client (stdlib only: ``urllib``).
+"""A small OpenAI-compatible chat-completions client on ``httpx``.
 
 * The API key is read from the environment variable NAMED by ``APIConfig.api_key_env``; it is
-  sent only in the ``Authorization`` header and never logged, cached, put in an exception or a
-  repr. ``api_key_env=""`` sends no key (local servers).
+  sent only in the ``Authorization`` header, only to ``base_url``'s origin, and never logged,
+  cached, put in an exception or a repr. ``api_key_env=""`` sends no key (local servers).
+* Redirects are never followed (a POST redirect would either resend the key elsewhere or drop
+  the body): any 3xx fails at once with ``APIRedirectError``, which names the target when it is
+  on the same origin (fix ``base_url``) and says it was refused when it is on another one.
+* Anything quoted from a server (an error body, a header, a log line of ``httpx``/``httpcore``)
+  goes through ``redact`` first: the exact key (and its JSON/URL-escaped forms) and any
+  ``Bearer <token>`` become ``[REDACTED]``. A reply that echoes the key has it replaced too.
+* ``timeout_s`` is a total deadline per HTTP attempt: connect, send, headers and every body read
+  together (a server dripping one byte a second fails at the deadline with ``APITimeoutError``).
+  A reply over ``max_response_bytes`` is aborted while streaming (``APIResponseTooLargeError``).
+* A reply must be a JSON object with ``choices[0].message.content`` a string (and well-formed
+  ``logprobs`` when present); otherwise ``APIResponseError`` names the field, and nothing is cached.
 * Retries with exponential backoff (``backoff_s * 2**attempt``, capped at ``max_backoff_s``, or
   the server's ``Retry-After`` when it sends one, capped the same way) on HTTP 429, 5xx,
-  timeouts and connection errors; other 4xx fail at once with ``APIError``.
-* ``complete_many`` runs at most ``max_concurrency`` requests at a time (threads).
+  timeouts and connection errors; other 4xx, redirects and invalid replies fail at once.
+* ``complete_many`` runs at most ``max_concurrency`` requests at a time (threads) over one shared
+  ``httpx.Client`` (connections are reused).
 * An append-only JSONL cache (``cache_path``) keyed by the SHA-256 of (model, messages,
-  request parameters) is written after every answer, so an interrupted run resumes without
-  asking again; identical requests inside one call are sent once.
+  request parameters) holds only (key, model, reply text), written after every valid answer, so
+  an interrupted run resumes without asking again; identical requests inside one call are sent once.
+* Proxies from the environment are not used (``trust_env=False``): the deadline is enforced on
+  the client's own sockets, and the key goes to no host but ``base_url``'s.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
 import hashlib
-import http.client
 import json
 import logging
+import math
 import os
 import pathlib
-import socket
+import re
 import threading
 import time
-import urllib.error
-import urllib.request
-from typing import Any, Callable, Mapping, Sequence
+import urllib.parse
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import httpcore
+import httpx
 
 log = logging.getLogger(__name__)
 
 Messages = Sequence[Mapping[str, str]]
 
-__all__ = ["APIConfig", "APIError", "ChatClient", "request_key", "ENDPOINT_FIELDS"]
+__all__ = ["APIConfig", "APIError", "APITimeoutError", "APIRedirectError", "APIResponseError",
+           "APIResponseTooLargeError", "ChatClient", "request_key", "redact", "reply_text", "ENDPOINT_FIELDS"]
+
+REDACTED = "[REDACTED]"
+_ERROR_BODY_BYTES = 64 * 1024  # of a 4xx/5xx body: read only to quote its start
+_QUOTE_CHARS = 300
 
 
 class APIError(RuntimeError):
@@ -44,11 +66,32 @@ class APIError(RuntimeError):
         self.status = status
 
 
+class APITimeoutError(APIError):
+    """No complete reply within the ``timeout_s`` deadline (on the last attempt)."""
+
+
+class APIRedirectError(APIError):
+    """The server answered with a redirect; it is not followed (the key stays on its origin)."""
+
+
+class APIResponseError(APIError):
+    """A reply that is not a valid chat completion; ``field`` names what is wrong."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+class APIResponseTooLargeError(APIError):
+    """A reply over ``max_response_bytes`` (aborted while streaming)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class APIConfig:
     """``base_url`` up to and including the version prefix (``https://host/v1``); the client
     posts to ``<base_url>/chat/completions``. ``params`` are extra request fields (e.g.
-    ``(("top_p", 1.0),)``), part of the cache key like temperature and max_tokens."""
+    ``(("top_p", 1.0),)``), part of the cache key like temperature and max_tokens.
+    ``timeout_s`` is the total deadline of one HTTP attempt (connect + send + all reads)."""
 
     base_url: str
     model: str
@@ -62,6 +105,7 @@ class APIConfig:
     max_tokens: int = 256
     params: tuple[tuple[str, Any], ...] = ()
     cache_path: str = ""
+    max_response_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_mapping(cls, fields: Mapping[str, Any], **overrides: Any) -> "APIConfig":
@@ -89,23 +133,251 @@ def request_key(model: str, messages: Messages, params: Mapping[str, Any]) -> st
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+# ------------------------------------------------------------------------------ redaction
+
+_BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"'<>,;\\]+")
+_secrets: tuple[str, ...] = ()  # every key a client has read: the log filter redacts them all
+_secrets_lock = threading.Lock()
+
+
+def _secret_forms(key: str) -> tuple[str, ...]:
+    """The key as a server may echo it: raw, JSON-escaped, URL-encoded."""
+    return tuple({key, json.dumps(key)[1:-1], urllib.parse.quote(key, safe="")})
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every one of ``secrets`` and every ``Bearer <token>`` replaced by [REDACTED]."""
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: no half-redacted forms
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _BEARER.sub(f"Bearer {REDACTED}", text)
+
+
+def _quote(data: bytes | str, secrets: Iterable[str]) -> str:
+    """The start of a server's bytes, safe to show: redacted BEFORE it is cut, so no cut can
+    leave part of a key."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = redact(text, secrets)
+    return repr(text[:_QUOTE_CHARS] + ("..." if len(text) > _QUOTE_CHARS else ""))
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts log records of httpx/httpcore (whose DEBUG traces print response headers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, _secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_FILTERED_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                     "httpcore.proxy", __name__)
+_FILTER = _RedactingFilter()
+
+
+def _register_secret(key: str) -> None:
+    global _secrets
+    with _secrets_lock:
+        _secrets = tuple(set(_secrets) | set(_secret_forms(key)))
+        for name in _FILTERED_LOGGERS:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
+
+
+# ------------------------------------------------------------------------------- deadline
+
+# The monotonic time by which the current thread's HTTP attempt must be done (None: no deadline).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("api_deadline", default=None)
+
+
+def _bounded(timeout: float | None, exc: type[Exception]) -> float | None:
+    """``timeout`` clamped to what is left of the deadline; ``exc`` when nothing is left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise exc("deadline exceeded")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read/write waits at most until the deadline: httpcore's
+    per-operation timeouts alone let a server that drips bytes hold a request forever."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
+                                         local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(
+            path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(connections: int) -> httpx.HTTPTransport:
+    """httpx's transport over a pool on ``_DeadlineBackend``. httpx has no public hook for the
+    network backend, so the pool it built is replaced by an equivalent one (httpx < 1 pinned;
+    tests/test_api_adversarial.py fails if this stops taking effect)."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    transport._pool = httpcore.ConnectionPool(  # noqa: SLF001 - see above
+        ssl_context=httpx.create_ssl_context(), max_connections=None,
+        max_keepalive_connections=connections, keepalive_expiry=5.0,
+        network_backend=_DeadlineBackend())
+    return transport
+
+
+# -------------------------------------------------------------------------- validation
+
+def _fail(field: str, problem: str, payload: bytes, secrets: Iterable[str]) -> APIResponseError:
+    return APIResponseError(f"invalid reply: {field} {problem}; body starts {_quote(payload, secrets)}", field)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _logprob_problem(items: Any, where: str) -> tuple[str, str] | None:
+    """(field, problem) of the first malformed entry of a ``logprobs.content`` list, else None."""
+    if not isinstance(items, list):
+        return where, f"must be a list, got {type(items).__name__}"
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            return at, f"must be an object, got {type(item).__name__}"
+        if not isinstance(item.get("token"), str):
+            return f"{at}.token", f"must be a string, got {type(item.get('token')).__name__}"
+        lp = item.get("logprob")
+        if not _is_number(lp) or math.isnan(lp):
+            return f"{at}.logprob", f"must be a number, got {lp!r:.40}"
+        if "top_logprobs" in item and item["top_logprobs"] is not None:
+            problem = _logprob_problem(item["top_logprobs"], f"{at}.top_logprobs")
+            if problem:
+                return problem
+    return None
+
+
+def reply_text(payload: bytes, secrets: Iterable[str] = ()) -> str:
+    """The assistant text of a chat-completion body, or ``APIResponseError`` naming the bad field."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise _fail("body", "is not JSON", payload, secrets) from None
+    if not isinstance(data, dict):
+        raise _fail("body", f"must be a JSON object, got {type(data).__name__}", payload, secrets)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise _fail("choices", "must be a non-empty list" + ("" if "choices" in data else " (missing)"),
+                    payload, secrets)
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _fail("choices[0]", f"must be an object, got {type(choice).__name__}", payload, secrets)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _fail("choices[0].message", f"must be an object, got {type(message).__name__}", payload, secrets)
+    content = message.get("content")
+    if not isinstance(content, str):
+        got = "missing" if "content" not in message else type(content).__name__
+        raise _fail("choices[0].message.content",
+                    f"must be a string, got {got} (finish_reason={choice.get('finish_reason')!r:.40})",
+                    payload, secrets)
+    logprobs = choice.get("logprobs")
+    if logprobs is not None:
+        if not isinstance(logprobs, dict):
+            raise _fail("choices[0].logprobs", f"must be an object, got {type(logprobs).__name__}",
+                        payload, secrets)
+        if logprobs.get("content") is not None:
+            problem = _logprob_problem(logprobs["content"], "choices[0].logprobs.content")
+            if problem:
+                raise _fail(*problem, payload, secrets)
+    return content
+
+
+# ----------------------------------------------------------------------------- client
+
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, *, detail: str = "",
+                 timeout: bool = False):
         super().__init__(reason)
         self.retry_after = retry_after
+        self.detail = detail
+        self.timeout = timeout
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, streamed; (bytes, whether there was more)."""
+    buf = bytearray()
+    for chunk in response.iter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            return bytes(buf[:limit]), True
+    return bytes(buf), False
+
+
+def _check_env_name(env_name: str) -> None:
+    """``api_key_env`` is a variable NAME; a key pasted there must not be echoed in the error."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", env_name):
+        raise APIError("api_key_env must be the NAME of an environment variable holding the key "
+                       "(letters, digits, '_'); the value given is not one and is not shown")
 
 
 class ChatClient:
     """Thread-safe client. ``stats`` counts ``requests`` (HTTP attempts), ``retries`` and
-    ``cache_hits``."""
+    ``cache_hits``. ``close()`` (or ``with``) closes its connections."""
 
     def __init__(self, config: APIConfig, *, sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self._sleep = sleep
-        self._api_key = self._read_key(config.api_key_env)
+        api_key = self._read_key(config.api_key_env)
+        self._secrets = _secret_forms(api_key) if api_key else ()
         self._lock = threading.Lock()
         self._cache: dict[str, str] = {}
         self.stats = {"requests": 0, "retries": 0, "cache_hits": 0}
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"  # held by the httpx client only
+        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(config.timeout_s),
+                                  follow_redirects=False, trust_env=False,
+                                  transport=_transport(max(1, config.max_concurrency)))
         self._cache_path = pathlib.Path(config.cache_path) if config.cache_path else None
         if self._cache_path is not None:
             self._load_cache()
@@ -113,13 +385,24 @@ class ChatClient:
     def __repr__(self) -> str:  # never shows the key
         return f"ChatClient(model={self.config.model!r}, base_url={self.config.base_url!r})"
 
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ChatClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     @staticmethod
     def _read_key(env_name: str) -> str | None:
         if not env_name:
             return None
+        _check_env_name(env_name)
         value = os.environ.get(env_name)
         if not value:
             raise APIError(f"environment variable {env_name} (the API key) is not set")
+        _register_secret(value)
         return value
 
     # ---------------------------------------------------------------------------- cache
@@ -128,14 +411,20 @@ class ChatClient:
         path = self._cache_path
         if not path.exists():
             return
+        skipped = 0
         with path.open(encoding="utf-8") as fh:
             for line in fh:
                 try:
                     entry = json.loads(line)
+                    if not isinstance(entry["response"], str):
+                        skipped += 1  # e.g. a number cached by an older client: asked again
+                        continue
                     self._cache[entry["key"]] = entry["response"]
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut short by an interrupted write: that request is redone
         log.info("API cache %s: %d responses", path, len(self._cache))
+        if skipped:
+            log.warning("API cache %s: ignored %d entries whose reply is not text", path, skipped)
 
     def _store(self, key: str, response: str) -> None:
         with self._lock:
@@ -155,33 +444,68 @@ class ChatClient:
         return params
 
     def _post(self, body: bytes) -> str:
-        url = self.config.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        """One HTTP attempt within the ``timeout_s`` deadline: the reply text, or an exception."""
         with self._lock:
             self.stats["requests"] += 1
+        token = _deadline.set(time.monotonic() + self.config.timeout_s)
         try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as err:
-            status = err.code
-            detail = err.read()[:300].decode("utf-8", "replace")
+            with self._http.stream("POST", self._url, content=body) as response:
+                return self._reply(response)
+        except httpx.TimeoutException:
+            raise _Retryable(f"no complete reply within the {self.config.timeout_s}s deadline",
+                             timeout=True) from None
+        except httpx.UnsupportedProtocol as err:
+            raise APIError(f"base_url {self.config.base_url!r}: {redact(str(err), self._secrets)}") from None
+        except httpx.TransportError as err:
+            raise _Retryable(f"connection error: {type(err).__name__}: "
+                             f"{redact(str(err), self._secrets)[:_QUOTE_CHARS]}") from None
+        except httpx.DecodingError as err:
+            raise APIResponseError(f"invalid reply: body could not be decoded ({type(err).__name__})",
+                                   "body") from None
+        finally:
+            _deadline.reset(token)
+
+    def _reply(self, response: httpx.Response) -> str:
+        status = response.status_code
+        if 300 <= status < 400:
+            raise self._redirect_error(response)
+        if status >= 400:
+            data, _ = _read_capped(response, _ERROR_BODY_BYTES)
+            detail = _quote(data, self._secrets)
             if status == 429 or status >= 500:
-                raise _Retryable(f"HTTP {status}", _retry_after(err.headers.get("Retry-After"))) from None
-            raise APIError(f"HTTP {status} from {url}: {detail}", status) from None
-        except (TimeoutError, socket.timeout) as err:
-            raise _Retryable(f"timeout after {self.config.timeout_s}s") from err
-        except urllib.error.URLError as err:
-            raise _Retryable(f"connection error: {err.reason}") from None
-        except (ConnectionError, http.client.HTTPException) as err:
-            raise _Retryable(f"connection error: {type(err).__name__}") from None
-        try:
-            data = json.loads(payload)
-            return data["choices"][0]["message"]["content"] or ""
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
-            raise APIError(f"malformed response from {url}: {payload[:200]!r}") from err
+                raise _Retryable(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")),
+                                 detail=detail)
+            raise APIError(f"HTTP {status} from {self._url}: {detail}", status)
+        limit = self.config.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        over = declared.isdigit() and int(declared) > limit  # refused before reading any of it
+        if not over:
+            data, over = _read_capped(response, limit)
+        if over:
+            raise APIResponseTooLargeError(
+                f"reply from {self._url} is over max_response_bytes={self.config.max_response_bytes}", status)
+        return self._scrub(reply_text(data, self._secrets))
+
+    def _redirect_error(self, response: httpx.Response) -> APIRedirectError:
+        location = redact(response.headers.get("Location", ""), self._secrets)
+        status = response.status_code
+        if not location:
+            return APIRedirectError(f"HTTP {status} from {self._url} without a Location; redirects are "
+                                    "not followed", status)
+        target = response.url.join(location).copy_with(query=None, fragment=None)
+        if _origin(target) != _origin(response.url):
+            return APIRedirectError(
+                f"HTTP {status} redirect from {self._url} to another origin "
+                f"({target.scheme}://{target.host}:{_origin(target)[2]}) refused: the API key is only "
+                "sent to base_url's origin", status)
+        return APIRedirectError(f"HTTP {status} redirect from {self._url} to {target} not followed: "
+                                "set base_url so that <base_url>/chat/completions is the endpoint", status)
+
+    def _scrub(self, text: str) -> str:
+        """A reply that echoes the key (a hostile or buggy server) is neither returned nor cached with it."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
 
     def complete(self, messages: Messages, **params: Any) -> str:
         """The assistant reply to ``messages`` (from the cache when asked before)."""
@@ -199,7 +523,7 @@ class ChatClient:
                 break
             except _Retryable as err:
                 if attempt == self.config.max_retries:
-                    raise APIError(f"{err} after {attempt + 1} attempts ({self.config.model})") from None
+                    raise self._exhausted(err, attempt + 1) from None
                 delay = min(self.config.max_backoff_s,
                             err.retry_after if err.retry_after is not None else self.config.backoff_s * 2 ** attempt)
                 log.warning("%s: %s; retry %d/%d in %.2fs", self.config.model, err, attempt + 1,
@@ -209,6 +533,12 @@ class ChatClient:
                 self._sleep(delay)
         self._store(key, text)
         return text
+
+    def _exhausted(self, err: _Retryable, attempts: int) -> APIError:
+        message = f"{err} after {attempts} attempts ({self.config.model})"
+        if err.detail:
+            message += f": {err.detail}"
+        return (APITimeoutError if err.timeout else APIError)(message)
 
     def complete_many(self, conversations: Sequence[Messages], *, progress: bool = False,
                       **params: Any) -> list[str]:
