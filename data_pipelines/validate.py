@@ -275,17 +275,28 @@ def validated(items: Iterable[Item], *, strict: bool = False, validator: Validat
         yield bad
 
 
-def _validated_with_file(items: Iterable[Item], *, strict: bool) -> Iterator[tuple[Record | BadRecord, str]]:
-    """:func:`validated`, each output paired with the input file it came from."""
-    files: list[str] = []
+def _validated_with_file(items: Iterable[Item], *, strict: bool) -> Iterator[tuple[Record | BadRecord, Location]]:
+    """:func:`validated`, each output paired with where in which input file it came from."""
+    where: list[Location] = []
 
     def remember(items: Iterable[Item]) -> Iterator[Item]:
         for item in items:
-            files[:] = [item.file if isinstance(item, BadRecord) else item[1].file]
+            where[:] = [Location(item.file, item.location) if isinstance(item, BadRecord) else item[1]]
             yield item
 
     for out in validated(remember(items), strict=strict):
-        yield out, files[0]
+        yield out, where[0]
+
+
+def _write(writer: RecordWriter | None, r: Record, loc: Location) -> BadRecord | None:
+    """Writes ``r``; a record the writer refuses becomes a BadRecord instead of an abort."""
+    if writer is None:
+        return None
+    try:
+        writer.write(r)
+    except ValueError as e:
+        return BadRecord(loc.file, loc.where, "<output>", f"not written: {e}", r.to_json(), r.dataset, r.language, r.split)
+    return None
 
 
 def run_validation(
@@ -306,15 +317,19 @@ def run_validation(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=None, unit=" rec", disable=not show, mininterval=1.0)
     try:
-        for n, (out, file) in enumerate(_validated_with_file(items, strict=strict), start=1):
+        for n, (out, loc) in enumerate(_validated_with_file(items, strict=strict), start=1):
             if isinstance(out, BadRecord):
                 counts.add_bad(out)
                 if quarantine is not None:
                     quarantine.write(out)
             else:
-                counts.add(Counts.key(out.dataset, out.language, out.split), kept=True, file=file)
-                if writer is not None:
-                    writer.write(out)
+                bad = _write(writer, out, loc)
+                if bad is None:
+                    counts.add(Counts.key(out.dataset, out.language, out.split), kept=True, file=loc.file)
+                else:  # e.g. a path that resolves outside the output through a symlink
+                    counts.add_bad(bad)
+                    if quarantine is not None:
+                        quarantine.write(bad)
             bar.update(1)
             if log_every and n % log_every == 0:
                 log.info("%d items: %d kept, %d quarantined", n, counts.total_kept, counts.total_quarantined)
