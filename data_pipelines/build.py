@@ -3,14 +3,21 @@
     python -m data_pipelines.build --format medqa --input data/medqa --output out/medqa \\
         [--language en] [--split test] [--strict] [--tfds] [--field-map JSON_OR_FILE]
 
-Writes ``OUT/<dataset>/<language>/<split>.jsonl``, ``OUT/quarantine.jsonl`` and, with
-``--tfds``, ArrayRecord TFDS datasets under ``OUT/tfds``. Use one output directory per run:
-files are overwritten, not appended.
+Writes ``OUT/<dataset>/<language>/<split>.jsonl``, ``OUT/quarantine.jsonl``,
+``OUT/manifest.json`` (per input file: size, sha256, records seen = kept + quarantined, lost)
+and, with ``--tfds``, ArrayRecord TFDS datasets under ``OUT/tfds``. Every file is written under
+a temporary name and renamed into place. Use one output directory per run: files are
+overwritten, not appended; an output that overlaps the input is refused.
+
+Exit status: 0; 1 when records were lost (a file that could not be split into records) or,
+with ``--strict``, when anything was quarantined; 2 for bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import logging
 import pathlib
@@ -21,10 +28,64 @@ from data_pipelines.importers import FORMATS, ImportOptions, import_path
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import QuarantineWriter
-from globmed_jax.data.records_io import RecordWriter
+from globmed_jax.data.records_io import RecordWriter, atomic_open
 from data_pipelines.validate import Counts, ValidationError, run_validation
 
 log = logging.getLogger("data_pipelines.build")
+MANIFEST_NAME = "manifest.json"
+
+
+class BuildError(ValueError):
+    """The build refuses to start (e.g. the output overlaps the input)."""
+
+
+def check_paths(input_path: pathlib.Path, output_dir: pathlib.Path) -> None:
+    """Refuses an output that is the input, lies inside it or contains it (symlinks followed):
+    writing there would truncate or re-import the files being read."""
+    inp, out = input_path.resolve(), output_dir.resolve()
+    if inp == out or out.is_relative_to(inp) or inp.is_relative_to(out):
+        raise BuildError(f"--output {output_dir} overlaps --input {input_path} (resolved: {out} and {inp}); "
+                         "use a separate output directory")
+
+
+def sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tool_version() -> str:
+    try:
+        return importlib.metadata.version("globmed-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def manifest(fmt: str, input_path: pathlib.Path, counts: Counts, outputs: dict[str, int]) -> dict[str, Any]:
+    """What the build read and wrote, per input file: bytes, sha256, records seen / kept /
+    quarantined, lost (0, or null = unknown because the file could not be split into records)."""
+    files = []
+    for name, c in sorted(counts.files.items()):
+        f = pathlib.Path(name)
+        files.append({
+            "path": name, "bytes": f.stat().st_size if f.is_file() else None,
+            "sha256": sha256(f) if f.is_file() else None,
+            "seen": c.seen, "kept": c.kept, "quarantined": c.quarantined, "lost": c.lost, "file_errors": c.file_errors,
+        })
+    return {
+        "tool": "data_pipelines.build", "version": tool_version(), "format": fmt, "input": str(input_path),
+        "files": files, "outputs": outputs,
+        "totals": {"kept": counts.total_kept, "quarantined": counts.total_quarantined,
+                   "files_with_lost_records": counts.files_with_lost_records},
+    }
+
+
+def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=2)
+        fh.write("\n")
 
 
 def build(
@@ -39,13 +100,20 @@ def build(
 ) -> Counts:
     """Imports ``input_path`` with the ``fmt`` importer into ``output_dir``; returns the counts.
 
-    Raises ValidationError in strict mode on the first bad record (outputs are then partial).
+    Every input record is read and accounted for; outputs, quarantine and manifest are always
+    written whole. Raises BuildError when the output overlaps the input, and, in strict mode
+    once all is written, ValidationError naming the first bad record when any was quarantined.
     """
-    out = pathlib.Path(output_dir)
+    inp, out = pathlib.Path(input_path), pathlib.Path(output_dir)
+    check_paths(inp, out)
     out.mkdir(parents=True, exist_ok=True)
-    items = import_path(fmt, input_path, options or ImportOptions())
+    items = import_path(fmt, inp, options or ImportOptions())
     with RecordWriter(out) as writer, QuarantineWriter(out / QUARANTINE_NAME) as quarantine:
-        counts = run_validation(items, writer=writer, quarantine=quarantine, strict=strict, progress=progress)
+        counts = run_validation(items, writer=writer, quarantine=quarantine, progress=progress)
+    outputs = {str(path.relative_to(out)): writer.counts[key] for key, path in sorted(writer.paths.items())}
+    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs))
+    if strict and counts.first_bad is not None:
+        raise ValidationError(f"{counts.first_bad.describe()} ({counts.total_quarantined} quarantined in all)")
     if tfds and counts.total_kept:
         from data_pipelines.tfds_builder import build_tfds  # lazy: tensorflow is heavy
 
@@ -94,17 +162,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         cop_base=args.cop_base, question_source=args.question_source,
     )
     try:
-        counts = build(args.format, args.input, args.output, options, strict=args.strict, tfds=args.tfds,
+        counts = build(args.format, args.input, args.output, options, tfds=args.tfds,
                        progress=False if args.no_progress else None)
-    except ValidationError as e:
-        print(f"error: {e}\n(strict mode: stopped at the first bad record; outputs in {args.output} are incomplete)", file=sys.stderr)
-        return 1
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(counts.table())
+    print()
+    print(counts.file_table())
     if counts.total_kept + counts.total_quarantined == 0:
         print(f"warning: no input files/records found for --format {args.format} under {args.input}", file=sys.stderr)
     print(f"\n{counts.total_kept} kept, {counts.total_quarantined} quarantined "
-          f"(see {args.output / QUARANTINE_NAME}); JSONL in {args.output}")
-    return 0
+          f"(see {args.output / QUARANTINE_NAME}); JSONL in {args.output}; manifest {args.output / MANIFEST_NAME}")
+    return exit_status(counts, strict=args.strict)
+
+
+def exit_status(counts: Counts, *, strict: bool) -> int:
+    """1 when records were lost (always) or anything was quarantined (strict); else 0."""
+    lost = counts.files_with_lost_records
+    for file in lost:
+        print(f"error: records lost (number unknown): {'; '.join(counts.files[file].file_errors)}", file=sys.stderr)
+    if strict and counts.first_bad is not None:
+        print(f"error: {counts.first_bad.describe()}\n(strict mode: {counts.total_quarantined} quarantined; "
+              "outputs, quarantine.jsonl and manifest.json were written in full)", file=sys.stderr)
+    return 1 if lost or (strict and counts.first_bad is not None) else 0
 
 
 if __name__ == "__main__":

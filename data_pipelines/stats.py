@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import pathlib
 import sys
 from typing import Sequence
@@ -64,8 +65,13 @@ def plot(kept: collections.Counter[Key], png: str | pathlib.Path) -> pathlib.Pat
     fig.tight_layout()
     png = pathlib.Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp")  # renamed into place: never half a PNG
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, png)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return png
 
 

@@ -16,9 +16,9 @@ from typing import Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from data_pipelines.importers.base import BadRecord, Item, Location
+from data_pipelines.importers.base import BadRecord, FieldError, Item, Location, checked_value
 from data_pipelines.jsonl_io import QuarantineWriter
-from globmed_jax.data.records_io import RecordWriter
+from globmed_jax.data.records_io import RecordWriter, check_name
 from globmed_jax.data.languages import get_language
 from globmed_jax.data.families import FAMILIES
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
@@ -33,21 +33,50 @@ class ValidationError(ValueError):
     """Strict mode: the first bad record, as ``file:location: field 'x': reason``."""
 
 
+def _language_issue(language: object) -> str | None:
+    try:
+        code = get_language(language).code  # type: ignore[arg-type]
+    except (KeyError, AttributeError, TypeError):
+        return f"unknown language {language!r}"
+    # a name ("Swahili") or padded code would become a second directory for the same language
+    return None if code == language else f"language {language!r} is not its code {code!r}"
+
+
+def _text_issue(r: Record) -> Issue | None:
+    """Every string valid Unicode, every number finite, bounded nesting (else the record
+    cannot be written as strict JSON lines)."""
+    try:
+        checked_value(r.to_json())
+    except FieldError as e:
+        return e.field, e.reason
+    except (TypeError, ValueError) as e:  # options/meta of the wrong type
+        return "<record>", f"{type(e).__name__}: {e}"
+    return None
+
+
 def check_record(r: Record) -> list[Issue]:
     """Rules that need only the record itself; returns ``[(field, reason), ...]``."""
     issues: list[Issue] = []
     for f in ("id", "source_id", "dataset"):
         if not isinstance(getattr(r, f), str) or not getattr(r, f).strip():
             issues.append((f, f"empty {f}"))
+    if isinstance(r.dataset, str) and r.dataset.strip():
+        try:  # the dataset name becomes a directory of the output
+            check_name("dataset", r.dataset)
+        except ValueError as e:
+            issues.append(("dataset", str(e)))
     if not isinstance(r.question, str) or not r.question.strip():
         issues.append(("question", "empty question"))
-    family = FAMILIES.get(r.family)
+    family = FAMILIES.get(r.family) if isinstance(r.family, str) else None
     if family is None:
         issues.append(("family", f"unknown task family {r.family!r}; known: {tuple(FAMILIES)}"))
-    try:
-        get_language(r.language)
-    except (KeyError, AttributeError):
-        issues.append(("language", f"unknown language {r.language!r}"))
+    language_issue = _language_issue(r.language)
+    if language_issue:
+        issues.append(("language", language_issue))
+    text_issue = _text_issue(r)
+    if text_issue:
+        issues.append(text_issue)
+        return issues  # the rules below may not survive what it found
     if r.split not in SPLITS:
         issues.append(("split", f"unknown split {r.split!r}; known: {SPLITS}"))
     if not isinstance(r.answer, str):
@@ -98,7 +127,10 @@ class Validator:
 
     def check(self, r: Record, where: str = "?") -> list[Issue]:
         """All issues of ``r``; when there are none, ``r`` is remembered as accepted."""
-        issues = check_record(r)
+        try:
+            issues = check_record(r)
+        except Exception as e:  # noqa: BLE001 -- a hostile record must not stop the build
+            return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
         if issues:
             return issues
         if r.id in self._ids:
@@ -120,19 +152,60 @@ class Validator:
 Key = tuple[str, str, str]
 
 
+@dataclasses.dataclass
+class FileCount:
+    """What one input file gave: records kept and quarantined, and whole-file failures.
+
+    ``seen == kept + quarantined`` counts the records the file could be split into; a file
+    with ``file_errors`` held records that were never seen, how many is unknown (``lost``).
+    """
+
+    kept: int = 0
+    quarantined: int = 0
+    file_errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def seen(self) -> int:
+        return self.kept + self.quarantined
+
+    @property
+    def lost(self) -> int | None:
+        """0, or None when a file-level failure means an unknown number of records was lost."""
+        return None if self.file_errors else 0
+
+
 class Counts:
-    """Kept / quarantined counts per (dataset, language, split); None parts print as ``?``."""
+    """Kept / quarantined counts per (dataset, language, split) and per input file; None
+    parts print as ``?``. A file-level BadRecord is counted in ``quarantined`` (one entry per
+    file, as it always was) and, per file, as a file error whose records are lost."""
 
     def __init__(self) -> None:
         self.kept: collections.Counter[Key] = collections.Counter()
         self.quarantined: collections.Counter[Key] = collections.Counter()
+        self.files: dict[str, FileCount] = {}
+        self.first_bad: BadRecord | None = None
 
     @staticmethod
-    def key(dataset: str | None, language: str | None, split: str | None) -> Key:
-        return (dataset or "?", language or "?", split or "?")
+    def key(dataset: object, language: object, split: object) -> Key:
+        # str(): a hostile record's names may be any JSON value; the key must still sort
+        return tuple("?" if v in (None, "") else str(v) for v in (dataset, language, split))  # type: ignore[return-value]
 
-    def add(self, key: Key, kept: bool) -> None:
+    def add(self, key: Key, kept: bool, file: str | None = None) -> None:
         (self.kept if kept else self.quarantined)[key] += 1
+        if file is not None:
+            fc = self.files.setdefault(file, FileCount())
+            if kept:
+                fc.kept += 1
+            else:
+                fc.quarantined += 1
+
+    def add_bad(self, bad: BadRecord) -> None:
+        self.first_bad = self.first_bad or bad
+        if bad.file_level:
+            self.quarantined[Counts.key(bad.dataset, bad.language, bad.split)] += 1
+            self.files.setdefault(bad.file, FileCount()).file_errors.append(bad.describe())
+        else:
+            self.add(Counts.key(bad.dataset, bad.language, bad.split), kept=False, file=bad.file)
 
     @property
     def total_kept(self) -> int:
@@ -141,6 +214,10 @@ class Counts:
     @property
     def total_quarantined(self) -> int:
         return sum(self.quarantined.values())
+
+    @property
+    def files_with_lost_records(self) -> list[str]:
+        return [f for f, c in sorted(self.files.items()) if c.lost != 0]
 
     def rows(self) -> list[tuple[str, str, str, int, int]]:
         keys = sorted(set(self.kept) | set(self.quarantined))
@@ -151,6 +228,12 @@ class Counts:
             ("dataset", "language", "split", "kept", "quarantined"),
             [*self.rows(), ("TOTAL", "", "", self.total_kept, self.total_quarantined)],
         )
+
+    def file_table(self) -> str:
+        """Per input file: records seen = kept + quarantined, and records lost."""
+        rows = [(f, c.seen, c.kept, c.quarantined, "unknown" if c.lost is None else c.lost)
+                for f, c in sorted(self.files.items())]
+        return format_table(("file", "seen", "kept", "quarantined", "lost"), rows)
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -192,6 +275,30 @@ def validated(items: Iterable[Item], *, strict: bool = False, validator: Validat
         yield bad
 
 
+def _validated_with_file(items: Iterable[Item], *, strict: bool) -> Iterator[tuple[Record | BadRecord, Location]]:
+    """:func:`validated`, each output paired with where in which input file it came from."""
+    where: list[Location] = []
+
+    def remember(items: Iterable[Item]) -> Iterator[Item]:
+        for item in items:
+            where[:] = [Location(item.file, item.location) if isinstance(item, BadRecord) else item[1]]
+            yield item
+
+    for out in validated(remember(items), strict=strict):
+        yield out, where[0]
+
+
+def _write(writer: RecordWriter | None, r: Record, loc: Location) -> BadRecord | None:
+    """Writes ``r``; a record the writer refuses becomes a BadRecord instead of an abort."""
+    if writer is None:
+        return None
+    try:
+        writer.write(r)
+    except ValueError as e:
+        return BadRecord(loc.file, loc.where, "<output>", f"not written: {e}", r.to_json(), r.dataset, r.language, r.split)
+    return None
+
+
 def run_validation(
     items: Iterable[Item],
     *,
@@ -210,15 +317,19 @@ def run_validation(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=None, unit=" rec", disable=not show, mininterval=1.0)
     try:
-        for n, out in enumerate(validated(items, strict=strict), start=1):
+        for n, (out, loc) in enumerate(_validated_with_file(items, strict=strict), start=1):
             if isinstance(out, BadRecord):
-                counts.add(Counts.key(out.dataset, out.language, out.split), kept=False)
+                counts.add_bad(out)
                 if quarantine is not None:
                     quarantine.write(out)
             else:
-                counts.add(Counts.key(out.dataset, out.language, out.split), kept=True)
-                if writer is not None:
-                    writer.write(out)
+                bad = _write(writer, out, loc)
+                if bad is None:
+                    counts.add(Counts.key(out.dataset, out.language, out.split), kept=True, file=loc.file)
+                else:  # e.g. a path that resolves outside the output through a symlink
+                    counts.add_bad(bad)
+                    if quarantine is not None:
+                        quarantine.write(bad)
             bar.update(1)
             if log_every and n % log_every == 0:
                 log.info("%d items: %d kept, %d quarantined", n, counts.total_kept, counts.total_quarantined)

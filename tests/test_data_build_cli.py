@@ -21,9 +21,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def table_rows(stdout: str) -> dict[tuple[str, ...], list[str]]:
-    """(dataset, language, split) -> [count, quarantined] parsed from a printed table."""
+    """(dataset, language, split) -> [count, quarantined] parsed from the first printed table
+    (the build prints the per-file table after a blank line)."""
     rows = {}
-    for line in stdout.splitlines():
+    for line in stdout.split("\n\n")[0].splitlines():
         cells = line.split()
         if len(cells) == 5 and cells[3].isdigit():
             rows[tuple(cells[:3])] = cells[3:]

@@ -341,28 +341,28 @@ def test_globmed_unknown_source_is_reported(tmp_path):
 # --- malformed files --------------------------------------------------------------------
 
 
-def test_malformed_files_name_position(tmp_path):
+def test_malformed_files_fail_per_record(tmp_path):
     (tmp_path / "GlobMed_MedQA/en").mkdir(parents=True)
     (tmp_path / "GlobMed_MedQA/en/train.json").write_text('[{"question": "Q", "options": {"A": "x",\n "B": ', encoding="utf-8")
-    latin1 = b'{"question": "ok"}\n{"question": "caf\xe9"}\n'
+    latin1 = b'{"question": "ok", "options": {"A": "x", "B": "y"}, "answer_idx": "A"}\n{"question": "caf\xe9"}\n'
     (tmp_path / "GlobMed_MedQA/en/test.json").write_bytes(latin1)
-    _, bad = run("globmed", tmp_path)
+    good, bad = run("globmed", tmp_path)
     by_file = {pathlib.Path(b.file).name: b for b in bad}
-    assert by_file["train.json"].field == FILE_FIELD and by_file["train.json"].location == "line 2 column 7"
-    assert "malformed JSON" in by_file["train.json"].reason
-    assert by_file["test.json"].location == f"byte {latin1.index(0xE9)} (line 2)" and "invalid UTF-8" in by_file["test.json"].reason
+    assert by_file["train.json"].location == "record 0" and "cut off" in by_file["train.json"].reason
+    assert by_file["test.json"].location == "line 2" and "invalid UTF-8: byte 0xe9" in by_file["test.json"].reason
+    assert [r.question for r in good] == ["ok"] and not any(b.file_level for b in bad)
 
     csv_path = tmp_path / "virology_test_zu.csv"
     csv_path.write_text('Q1,a,b,c,d,A\n"Q2\nmultiline",a,b,c,d,B\nQ3,a,b,c,A\n', encoding="utf-8")
     good, bad = run("mmlu", csv_path)
-    assert good == []  # a malformed file is quarantined as a whole
-    assert [(b.field, b.location) for b in bad] == [(FILE_FIELD, "line 4 (record 3)")]
+    assert [r.question for r in good] == ["Q1", "Q2\nmultiline"]  # a bad row costs only itself
+    assert [(b.field, b.location) for b in bad] == [("<line>", "line 4")]
     assert "5 columns, expected 6" in bad[0].reason
 
     xml_path = tmp_path / "liveqa.xml"
     xml_path.write_text("<LiveQA>\n<NLM-QUESTION qid='1'>\n</LiveQA>\n", encoding="utf-8")
-    _, bad = run("liveqa", xml_path)
-    assert bad[0].field == FILE_FIELD and bad[0].location.startswith("line 3")
+    _, bad = run("liveqa", xml_path)  # an XML tree cannot be split into records: the file fails
+    assert bad[0].field == FILE_FIELD and bad[0].location.startswith("line 3") and bad[0].file_level
 
 
 def test_jsonl_bad_line_is_one_bad_record(tmp_path):

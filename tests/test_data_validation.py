@@ -111,8 +111,7 @@ def planted_release(root: pathlib.Path) -> pathlib.Path:
 def test_planted_defects_exact_quarantine(tmp_path):
     out = tmp_path / "out"
     root = planted_release(tmp_path / "rel")
-    # Expected positions, computed from the planted files: EOF column / offset of the bad byte.
-    eof_col = len((root / "GlobMed_MedQA/fr/train.json").read_text(encoding="utf-8")) + 1
+    # Expected position, computed from the planted file: offset of the bad byte (one line).
     bad_byte = (root / "GlobMed_MedQA/fr/test.json").read_bytes().index(0xE9)
     counts = build("globmed", root, out)
     lines = [json.loads(x) for x in (out / "quarantine.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -129,27 +128,30 @@ def test_planted_defects_exact_quarantine(tmp_path):
         ("GlobMed_MedQA/es/train.json", "line 2", "source_id"): 1,
         ("GlobMed_MedQA/es/test.json", "line 1", "source_id"): 1,
         ("GlobMed_MedQA/xx/train.json", "record 0", "language"): 1,
-        ("GlobMed_MedQA/fr/train.json", f"line 1 column {eof_col}", "<file>"): 1,
-        ("GlobMed_MedQA/fr/test.json", f"byte {bad_byte} (line 1)", "<file>"): 1,
+        ("GlobMed_MedQA/fr/train.json", "record 1", "<line>"): 1,  # cut off; record 0 is kept
+        ("GlobMed_MedQA/fr/test.json", "record 0", "<line>"): 1,
         ("GlobMed_PubMedQA/en/test.json", "record 1", "answer"): 1,
         ("GlobMed_BioNLI/en/train.json", "record 1", "answer"): 1,
     })
     assert got == expected
     reasons = {(pathlib.Path(q["file"]).parent.name, q["location"]): q["reason"] for q in lines}
     assert "11 option(s)" in reasons[("en", "record 4")] and "1 option(s)" in reasons[("en", "record 3")]
-    assert "malformed JSON" in reasons[("fr", f"line 1 column {eof_col}")] and "invalid UTF-8" in reasons[("fr", f"byte {bad_byte} (line 1)")]
+    assert "cut off" in reasons[("fr", "record 1")]
+    assert f"invalid UTF-8: byte 0xe9 at line 1 column {bad_byte + 1}" in reasons[("fr", "record 0")]
     # Counts table: kept / quarantined per dataset x language x split, nothing dropped.
     assert counts.kept[("medqa", "en", "train")] == 3 and counts.quarantined[("medqa", "en", "train")] == 5
     assert counts.kept[("medqa", "es", "train")] == 1 and counts.quarantined[("medqa", "es", "test")] == 1
     assert counts.quarantined[("medqa", "fr", "train")] == 1 and counts.quarantined[("medqa", "fr", "test")] == 1
-    assert (counts.total_kept, counts.total_quarantined) == (6, 12)
-    items_in = 8 + 2 + 1 + 1 + 2 + 2 + 2  # records in the tree, counting each broken file as one item
+    assert counts.kept[("medqa", "fr", "train")] == 1  # the record before the cut-off one survives
+    assert (counts.total_kept, counts.total_quarantined) == (7, 12)
+    items_in = 8 + 2 + 1 + 1 + 2 + 1 + 2 + 2  # records in the tree (no file fails as a whole)
     assert counts.total_kept + counts.total_quarantined == items_in
+    assert sum(c.seen for c in counts.files.values()) == items_in and counts.files_with_lost_records == []
     table = counts.table()
     assert "TOTAL" in table and "medqa" in table and "quarantined" in table
     kept = load_records(out)
-    assert len(kept) == 6 and sorted(r.id for r in kept if r.dataset == "medqa") == [
-        "medqa:q1@en", "medqa:q1@es", "medqa:q7@en", "medqa:q8@en"]
+    assert len(kept) == 7 and sorted(r.id for r in kept if r.dataset == "medqa") == [
+        "medqa:q1@en", "medqa:q1@es", "medqa:q1@fr", "medqa:q7@en", "medqa:q8@en"]
 
 
 def test_strict_names_file_record_and_field(tmp_path):
@@ -160,14 +162,25 @@ def test_strict_names_file_record_and_field(tmp_path):
     assert str(root / "GlobMed_BioNLI/en/train.json") in msg and "record 1" in msg and "field 'answer'" in msg
 
 
-def test_strict_file_error_names_position(tmp_path):
+def test_strict_cut_off_element_names_position(tmp_path):
     root = tmp_path / "rel"
     (root / "GlobMed_LiveQA/en").mkdir(parents=True)
     (root / "GlobMed_LiveQA/en/test.json").write_text('[{"question": "Q?",\n  "answer": "A"},\n  {"question": ', encoding="utf-8")
-    with pytest.raises(ValidationError, match=r"GlobMed_LiveQA/en/test\.json:line 3 column 16: field '<file>': malformed JSON"):
+    with pytest.raises(ValidationError, match=r"GlobMed_LiveQA/en/test\.json:record 1: field '<line>': cut off: the file ends inside this element \(line 3\)"):
         build("globmed", root, tmp_path / "out", strict=True)
-    counts = build("globmed", root, tmp_path / "out2")  # non-strict: reported as one file error
+    counts = build("globmed", root, tmp_path / "out2")  # non-strict: the first record is kept
+    assert (counts.total_kept, counts.total_quarantined) == (1, 1)
+
+
+def test_strict_file_error_names_position(tmp_path):
+    src = tmp_path / "pqal/ori_pqal.json"  # one JSON object keyed by PMID: split only once parsed
+    src.parent.mkdir()
+    src.write_text('{"1": {"QUESTION": "Q?",\n  "final_decision": ', encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"pqal/ori_pqal\.json:line 2 column 21: field '<file>': malformed JSON"):
+        build("pubmedqa", src.parent, tmp_path / "out", strict=True)
+    counts = build("pubmedqa", src.parent, tmp_path / "out2")  # non-strict: one file error, records lost
     assert (counts.total_kept, counts.total_quarantined) == (0, 1)
+    assert counts.files_with_lost_records == [str(src)] and counts.files[str(src)].lost is None
 
 
 def test_valid_release_fixture_has_no_quarantine(tmp_path):

@@ -9,6 +9,7 @@ validation layer decides (strict mode) whether that is fatal.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, TypeVar, Union
 
@@ -24,7 +25,8 @@ class BadRecord:
     """One quarantined item (or a whole file, when ``field == FILE_FIELD``).
 
     ``dataset``/``language``/``split`` are the importer's best knowledge (may be None); they
-    only feed the counts table.
+    only feed the counts table. ``file_level``: the whole file was rejected (it could not be
+    split into records, or has no split), so how many records it held is unknown.
     """
 
     file: str
@@ -35,6 +37,7 @@ class BadRecord:
     dataset: str | None = None
     language: str | None = None
     split: str | None = None
+    file_level: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +98,7 @@ class FileFormatError(ValueError):
         self.snippet = snippet
 
     def to_bad_record(self, **ctx: str | None) -> BadRecord:
-        return BadRecord(self.file, self.position, FILE_FIELD, self.reason, self.snippet, **ctx)
+        return BadRecord(self.file, self.position, FILE_FIELD, self.reason, self.snippet, **ctx, file_level=True)
 
 
 # --- normalisation helpers -------------------------------------------------------------
@@ -147,6 +150,43 @@ def text(value: Any, field: str, *, required: bool = True) -> str:
     value = value.strip()
     if required and not value:
         raise FieldError(field, "empty")
+    return value
+
+
+MAX_VALUE_DEPTH = 32  # nesting a source item may have; deeper is hostile or broken
+
+
+def _value_problem(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"non-finite number {value!r}"
+    if isinstance(value, str):
+        bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            return f"lone surrogate U+{ord(bad):04X} (not valid Unicode text)"
+    return None
+
+
+def checked_value(value: Any, field: str = "<record>") -> Any:
+    """``value`` itself when every number in it is finite, every string (keys included) is
+    valid Unicode and it nests at most MAX_VALUE_DEPTH levels; else a FieldError naming the
+    path (``options[2]``, ``meta.year``). Iterative, so deep input cannot overflow the stack."""
+    stack: list[tuple[str, Any, int]] = [(field, value, 0)]
+    while stack:
+        path, v, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise FieldError(path, f"nested deeper than {MAX_VALUE_DEPTH} levels")
+        problem = _value_problem(v)
+        if problem:
+            raise FieldError(path, problem)
+        prefix = "" if path == "<record>" else path + "."
+        if isinstance(v, Mapping):
+            for k, x in v.items():
+                key_problem = _value_problem(k)
+                if key_problem:
+                    raise FieldError(f"{prefix}<key>", key_problem)
+                stack.append((f"{prefix}{k}", x, depth + 1))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{path}[{i}]", x, depth + 1) for i, x in enumerate(v))
     return value
 
 
@@ -249,7 +289,8 @@ def guarded_item(
         return build(), Location(str(file), location)
     except FieldError as e:
         return BadRecord(str(file), location, e.field, e.reason, raw, **ctx)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    # ArithmeticError: int(inf) and friends; RecursionError: a value too deep for a builder.
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RecursionError) as e:
         return BadRecord(str(file), location, "<record>", f"{type(e).__name__}: {e}", raw, **ctx)
 
 
@@ -262,7 +303,8 @@ def file_split(file: pathlib.Path, opts: ImportOptions, default: str | None = No
 
 def no_split_error(file: pathlib.Path, **ctx: str | None) -> BadRecord:
     return BadRecord(
-        str(file), "file", "split", "cannot infer the split from the file name; pass --split", None, **ctx
+        str(file), "file", "split", "cannot infer the split from the file name; pass --split", None, **ctx,
+        file_level=True,
     )
 
 

@@ -3,7 +3,9 @@
 A reader turns a file into *entries* ``(location, value)``; :func:`convert_entries` runs the
 importer's ``build(value, index) -> Record`` on each one. A line that did not parse
 (:class:`LineError`) and any FieldError raised by ``build`` become a BadRecord naming file,
-location and field, so every entry read is either kept or quarantined, never lost.
+location and field, so every entry read is either kept or quarantined, never lost. Before
+``build`` runs, :func:`checked_value` rejects what no importer should coerce: non-finite
+numbers, lone surrogates and deep nesting, each naming the field that holds it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
-from data_pipelines.importers.base import BadRecord, ImportOptions, Item, guarded_item, import_split_files
+from data_pipelines.importers.base import BadRecord, ImportOptions, Item, checked_value, guarded_item, import_split_files
 from data_pipelines.importers.readers import LineError, load_json_array_or_lines, load_json_lines, read_csv
 from globmed_jax.data.schema import Record
 
@@ -38,10 +40,10 @@ def convert_entries(
     for index, (location, value) in enumerate(entries):
         ctx = dict(context(value, index) if callable(context) else context or {})
         if isinstance(value, LineError):
-            yield BadRecord(str(file), location, "<line>", value.reason, value.raw, **ctx)
+            yield BadRecord(str(file), location, value.field, value.reason, value.raw, **ctx)
             continue
         raw = shown(value) if shown else value
-        yield guarded_item(lambda: build(value, index), file=file, location=location, raw=raw, **ctx)
+        yield guarded_item(lambda: build(checked_value(value), index), file=file, location=location, raw=raw, **ctx)
 
 
 # --- readers that return entries ---------------------------------------------------------
@@ -55,7 +57,7 @@ def line_entries(file: pathlib.Path) -> list[Entry]:
 def csv_entries(file: pathlib.Path) -> list[Entry]:
     """A CSV with a header as ``("line N", {column: value})``; N is where the record starts."""
     header, rows = read_csv(file, header=True)
-    return [(f"line {n}", dict(zip(header or [], row))) for n, row in rows]
+    return [(f"line {n}", row if isinstance(row, LineError) else dict(zip(header or [], row))) for n, row in rows]
 
 
 def json_entries(file: pathlib.Path) -> list[Entry]:

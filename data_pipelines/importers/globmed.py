@@ -232,11 +232,11 @@ def import_globmed(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
         family = given_family or family
         ctx = dict(dataset=dataset, language=lang, split=split)
         if not source_dir.name.startswith(PREFIX):
-            yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx)
+            yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx, file_level=True)
             continue
         if family is None:
             known = ", ".join(sorted(SOURCES))
-            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx)
+            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx, file_level=True)
             continue
         yield from guarded_file(
             file, json_entries,

@@ -89,11 +89,7 @@ def answer_letter(
     if isinstance(value, bool):
         raise FieldError(field, f"boolean answer {value!r}")
     if fmt in ("index0", "index1"):
-        try:
-            idx = int(value) - (1 if fmt == "index1" else 0)
-        except (TypeError, ValueError):
-            raise FieldError(field, f"answer {value!r} is not an integer index") from None
-        return _index_letter(idx, field)
+        return _index_letter(integer(value, field) - (1 if fmt == "index1" else 0), field)
     if isinstance(value, int):
         if fmt not in (None,):
             raise FieldError(field, f"integer answer {value!r} but answer format is {fmt!r}")
@@ -111,6 +107,21 @@ def answer_letter(
     if fmt == "letter":
         raise FieldError(field, f"answer {value!r} is not a letter")
     return _text_letter(v, options, field)
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,9}")
+
+
+def integer(value: Any, field: str) -> int:
+    """An index given as an int or as decimal digits (CSV cells); FieldError for anything
+    else -- 1.7 or 2.0 (no silent truncation), 1e308, inf, True, ``"1e3"``, 30-digit numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        return int(value)
+    if isinstance(value, float):
+        raise FieldError(field, f"index {value!r} is a floating-point number, not an integer")
+    raise FieldError(field, f"index {value!r} is not an integer")
 
 
 def _index_letter(idx: int, field: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from data_pipelines.importers.base import FieldError, ImportOptions, Item, get_field, make_record, resolve_language, text
 from data_pipelines.importers.convert import import_entries, json_entries
+from data_pipelines.importers.mcqa import integer
 
 DATASET = "medmcqa"
 OPTION_FIELDS = ("opa", "opb", "opc", "opd")
@@ -20,13 +21,10 @@ OPTION_FIELDS = ("opa", "opb", "opc", "opd")
 
 def cop_to_letter(cop: Any, base: int, n_options: int = 4) -> str:
     """``cop`` (0- or 1-based int) -> letter; FieldError for -1/missing/out of range."""
-    if cop is None or isinstance(cop, bool):
+    if cop is None:
         raise FieldError("cop", "missing gold answer (unlabelled split?)")
-    try:
-        idx = int(cop) - base
-    except (TypeError, ValueError):
-        raise FieldError("cop", f"cop {cop!r} is not an integer") from None
-    if int(cop) == -1:
+    idx = integer(cop, "cop") - base
+    if integer(cop, "cop") == -1:
         raise FieldError("cop", "cop = -1: no gold answer (unlabelled test split)")
     if not 0 <= idx < n_options:
         raise FieldError("cop", f"cop {cop!r} out of range for {base}-based encoding of {n_options} options")

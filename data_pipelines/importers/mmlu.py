@@ -35,6 +35,7 @@ def parse_mmlu_name(name: str) -> tuple[str, str | None, str | None]:
 
 
 def _rows(file: pathlib.Path) -> list[Entry]:
+    """Rows as entries; a bad row is already a LineError naming ``column N`` for bad bytes."""
     return [(f"line {n}", row) for n, row in read_csv(file, header=False, ncols=6)[1]]
 
 

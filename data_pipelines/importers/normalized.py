@@ -4,24 +4,28 @@ or merge a build output. ``quarantine.jsonl`` files are skipped."""
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any, Iterator
 
 from data_pipelines.importers.base import FieldError, ImportOptions, Item, guarded_file, list_files
 from data_pipelines.importers.convert import convert_entries, line_entries
-from globmed_jax.data.records_io import QUARANTINE_NAME
+from globmed_jax.data.records_io import QUARANTINE_NAME, record_from_obj
 from globmed_jax.data.schema import Record
 
 
+_NAMED = re.compile(r"field '([^']+)': (.*)", re.S)
+
+
 def record_from_json(obj: Any) -> Record:
-    """``Record.from_json`` with field-named errors for missing/unknown keys."""
+    """``records_io.record_from_obj`` (schema fields and their types) with FieldErrors that
+    name the field when the error does."""
     if not isinstance(obj, dict):
         raise FieldError("<record>", f"expected an object, got {type(obj).__name__}")
     try:
-        return Record.from_json(obj)
-    except TypeError as e:  # missing required field(s)
-        raise FieldError("<record>", str(e)) from None
-    except ValueError as e:  # unknown field(s)
-        raise FieldError("<record>", str(e)) from None
+        return record_from_obj(obj)
+    except (TypeError, ValueError) as e:  # missing / unknown / mistyped field(s)
+        m = _NAMED.fullmatch(str(e))
+        raise FieldError(*(m.groups() if m else ("<record>", str(e)))) from None
 
 
 def import_normalized(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
