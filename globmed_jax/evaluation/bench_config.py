@@ -48,6 +48,9 @@ def default_config() -> ConfigDict:
     c.bootstrap_resamples = 1000
     c.progress = True
     c.report = True  # write leaderboard.md + PNGs after the sweep
+    # A stored cell whose fingerprint (model files, prompt settings, seed, data, ...) differs from
+    # this run's stops the run; True discards exactly those cells' rows and recomputes them.
+    c.recompute = False
     c.data = ConfigDict(dict(
         source="mini",  # "mini" (GlobMed-mini, synthetic) | "jsonl" (normalized JSONL dir)
         path="",  # the JSONL directory (<dataset>/<language>/<split>.jsonl)

@@ -3,28 +3,40 @@
 For every model and every (dataset, language) cell of the evaluation split, the runner predicts,
 scores and appends
 
-* one row to ``<out_dir>/results.jsonl``: model, dataset, language, task, n, accuracy, ci_low,
-  ci_high (seeded percentile bootstrap), parse_failure_rate, seconds, setting (plus chrf,
-  rouge_l and optionally judge_score for open_qa cells, whose accuracy is null);
-* one line per item to ``<out_dir>/predictions/<model>.jsonl`` (written BEFORE the result row,
-  so a row always has its predictions; a cell interrupted in between is redone and its
-  predictions appear twice, readers keep the last).
+* one line per item to ``<out_dir>/predictions/<model>.jsonl`` (written BEFORE the result row);
+* one row to ``<out_dir>/results.jsonl``: model, dataset, language, family, n, accuracy, ci_low,
+  ci_high (seeded percentile bootstrap), parse_failure_rate, seconds, setting, fingerprint (plus
+  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null).
 
-A rerun skips every cell that already has a row, and loads a model only if one of its cells is
-missing. A row written under a different setting (mode, shots, instruction language, split,
-max_per_cell, generation budgets, ...: ``setting_of``) stops the run instead of silently
-mixing settings in one table.
+Every row carries the cell's fingerprint (``evaluation.fingerprint``: model path and file hashes
+or API model name and base URL, tokenizer file hashes, scoring mode, prompt settings, seed,
+bootstrap resamples, the hash of the cell's records and shots; ``cell_fingerprint``): results rows
+its readable fields and digest, predictions rows the digest. A rerun reuses a cell only when its
+stored fingerprint equals the current one; a cell stored under another fingerprint stops the run
+(``FingerprintMismatchError`` names the fields, old -> new) before anything is written, unless
+``recompute=True``, which discards exactly those cells' rows and recomputes them.
+
+Damaged or foreign lines (half-written, not JSON, JSON of another shape, a row for a model or cell
+not in this run, predictions that do not match their cell's row) are logged as warnings naming
+file and line, moved to ``<out_dir>/rejected.jsonl`` and their cells recomputed; every other line
+is kept byte for byte. Files are rewritten only atomically (a temporary file, fsync, os.replace);
+new rows are appended with flush + fsync, the result row after its predictions, so a crash leaves
+at most one half-written last line, which the next run discards.
 
 Local models are HF checkpoint directories loaded with ``models.from_pretrained`` (sharded
 over all devices with ``sharding.make_mesh`` when there are several); ``api:<name>`` models go
-through ``globmed_jax.api_client.ChatClient`` with a response cache at ``<out_dir>/api_cache/<model>.jsonl``.
+through ``globmed_jax.api_client.ChatClient`` with a response cache at
+``<out_dir>/api_cache/<model>-<base URL hash>.jsonl``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
+import os
 import pathlib
 import time
 from collections import defaultdict
@@ -36,7 +48,7 @@ from globmed_jax.data import prompts
 from globmed_jax.data.families import get_family
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import extract, metrics, prompting
+from globmed_jax.evaluation import extract, fingerprint, metrics, prompting
 from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
@@ -45,6 +57,8 @@ log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.jsonl"
 PREDICTIONS_DIR = "predictions"
+REJECTED_NAME = "rejected.jsonl"  # discarded lines, kept for inspection; nothing reads them back
+HASH_CACHE_NAME = ".hash_cache.json"
 API_PREFIX = "api:"
 
 
@@ -54,6 +68,19 @@ class MissingCheckpointError(FileNotFoundError):
 
 class SettingMismatchError(ValueError):
     """``out_dir`` holds results computed under another setting."""
+
+
+class FingerprintMismatchError(SettingMismatchError):
+    """Stored cells whose fingerprint differs from this run's; ``stale`` maps each (model,
+    dataset, language) to its differing fields ("field: old -> new")."""
+
+    def __init__(self, message: str, stale: Mapping[tuple[str, str, str], Sequence[str]]):
+        super().__init__(message)
+        self.stale = dict(stale)
+
+
+class ResultsFileError(ValueError):
+    """A results or predictions path that cannot be read as a file (e.g. a directory)."""
 
 
 # ------------------------------------------------------------------------------------ data
@@ -161,6 +188,13 @@ class LocalModel:
             max_new_tokens=_max_new_tokens(c, records), seed=c.seed)
 
 
+def api_cache_path(out_dir: pathlib.Path, stem: str, base_url: str) -> str:
+    """The response cache of one endpoint. Its keys hold the model name and the request but not
+    the server, so the base URL goes into the file name: another server never answers from it."""
+    tag = hashlib.sha256(str(base_url).encode("utf-8")).hexdigest()[:12]
+    return str(out_dir / "api_cache" / f"{stem}-{tag}.jsonl")
+
+
 class APIModel:
     """An OpenAI-compatible endpoint; answers are generated and parsed like local generations."""
 
@@ -169,7 +203,7 @@ class APIModel:
         if not spec.base_url:
             raise ValueError(f"model {name!r}: API models need models.{name}.base_url")
         self.client = ChatClient(APIConfig.from_mapping(
-            spec, model=str(spec.path)[len(API_PREFIX):], cache_path=str(out_dir / "api_cache" / f"{name}.jsonl")))
+            spec, model=str(spec.path)[len(API_PREFIX):], cache_path=api_cache_path(out_dir, name, spec.base_url)))
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
         c = self.config
@@ -187,47 +221,322 @@ class APIModel:
         return out
 
 
-# --------------------------------------------------------------------------------- results
+# ----------------------------------------------------------------------------- fingerprints
+
+
+Cell = tuple[str, str, str]  # (model, dataset, language)
+
+
+def model_fingerprint_fields(name: str, spec: Any, cache: fingerprint.HashCache) -> dict[str, Any]:
+    """What identifies the model: for an API model its name and base URL (never the key), for a
+    local one its resolved path, weight / config file hashes, tokenizer file hashes and dtypes."""
+    if is_api(spec):
+        return {"model.kind": "api", "model.api_model": str(spec.path)[len(API_PREFIX):],
+                "model.base_url": str(spec.base_url)}
+    path = check_local_path(name, spec).resolve()
+    files, tokenizer_files = fingerprint.checkpoint_files(path, cache)
+    return {"model.kind": "local", "model.path": str(path), "model.files": files,
+            "tokenizer.files": tokenizer_files, "model.dtype": str(spec.dtype),
+            "model.param_dtype": str(spec.param_dtype)}
+
+
+def cell_fingerprint_fields(config: Any, spec: Any, records: Sequence[Record],
+                            shots: Sequence[Record]) -> dict[str, Any]:
+    """What, besides the model, determines a cell's row: scoring mode, prompt, seed, bootstrap,
+    the data (its records' hash) and, for open QA, the judge. Batch size and sharding are left
+    out: they change speed, not answers."""
+    mode = effective_mode(config, spec)
+    closed = all(get_family(r.family).closed for r in records)
+    data = config.data
+    fields = {"scoring.mode": mode, "prompt.mcqa_answer": spec.mcqa_answer or config.mcqa_answer,
+              "prompt.num_shots": int(config.num_shots), "prompt.instruction_language": config.instruction_language,
+              "prompt.system_prompt": config.system_prompt, "prompt.enable_thinking": str(spec.enable_thinking),
+              "seed": int(config.seed), "bootstrap_resamples": int(config.bootstrap_resamples),
+              "data.source": data.source,
+              "data.path": str(pathlib.Path(data.path).resolve()) if data.source == "jsonl" else "",
+              "data.split": data.split, "data.max_per_cell": int(data.max_per_cell),
+              "data.records": fingerprint.records_digest(records)}
+    if mode == "generate" or not closed:
+        fields["prompt.max_new_tokens"] = _max_new_tokens(config, records)
+    if config.num_shots:
+        fields.update({"data.shots_split": data.shots_split, "data.shots": fingerprint.records_digest(shots)})
+    if config.judge.enabled and not closed:
+        fields.update({"judge.model": config.judge.model, "judge.base_url": config.judge.base_url})
+    return fields
+
+
+def cell_fingerprint(model_fields: Mapping[str, Any], config: Any, spec: Any, records: Sequence[Record],
+                     shots: Sequence[Record]) -> dict[str, Any]:
+    """``{"digest": ..., "fields": {...}}`` of one (model, dataset, language) cell."""
+    return fingerprint.make({**model_fields, **cell_fingerprint_fields(config, spec, records, shots)})
+
+
+# ------------------------------------------------------------------------------ rows on disk
+
+
+@dataclasses.dataclass
+class Line:
+    """One line of a results or predictions file, as read."""
+
+    file: pathlib.Path
+    number: int  # 1-based
+    raw: bytes  # with its newline, rewritten unchanged when kept
+    row: dict[str, Any] | None = None
+    problem: str = ""  # why the line is unusable ("" = usable)
+
+
+_RESULT_KEYS = {"model": str, "dataset": str, "language": str, "family": str, "n": int}
+_PREDICTION_KEYS = {"model": str, "dataset": str, "language": str, "record_id": str}
+
+
+def _shape_problem(row: Any, keys: Mapping[str, type]) -> str:
+    if not isinstance(row, dict):
+        return f"JSON {type(row).__name__}, not a row object"
+    bad = [k for k, t in keys.items() if not isinstance(row.get(k), t) or isinstance(row.get(k), bool)]
+    return f"not a row of this file (missing or mistyped: {', '.join(bad)})" if bad else ""
+
+
+def _result_problem(row: Any) -> str:
+    problem = _shape_problem(row, _RESULT_KEYS)
+    fp = row.get("fingerprint") if not problem else None
+    if problem or fp is None:  # no fingerprint at all: an older row, handled as stale
+        return problem
+    if not (isinstance(fp, dict) and isinstance(fp.get("fields"), dict) and isinstance(fp.get("digest"), str)):
+        return "malformed fingerprint"
+    if fingerprint.digest_of(fp["fields"]) != fp["digest"]:
+        return "fingerprint digest does not match its fields (edited by hand?)"
+    return ""
+
+
+def _prediction_problem(row: Any) -> str:
+    problem = _shape_problem(row, _PREDICTION_KEYS)
+    if not problem and not isinstance(row.get("fingerprint"), str):
+        problem = "no fingerprint digest"
+    return problem
+
+
+def read_lines(path: pathlib.Path, kind: str) -> list[Line]:
+    """Every line of a results (``kind="results"``) or predictions file, each parsed and checked;
+    unusable ones carry their ``problem``. Raises ResultsFileError when ``path`` is not a file."""
+    if not path.exists():
+        return []
+    if not path.is_file():
+        raise ResultsFileError(f"{path} exists but is not a regular file; move it out of the way")
+    pieces = path.read_bytes().split(b"\n")
+    check = _result_problem if kind == "results" else _prediction_problem
+    lines = []
+    for i, piece in enumerate(pieces, 1):
+        last = i == len(pieces)
+        if last and not piece:  # the file ends with a newline: no line after it
+            break
+        line = Line(path, i, piece if last else piece + b"\n")
+        if last:
+            line.problem = "half-written last line (no newline at the end)"
+        elif not piece.strip():
+            line.problem = "blank line"
+        else:
+            try:
+                line.row = json.loads(piece.decode("utf-8"))
+                line.problem = check(line.row)
+            except (UnicodeDecodeError, ValueError):
+                line.problem = "not JSON"
+        lines.append(line)
+    return lines
+
+
+def _cell_of(row: Mapping[str, Any]) -> Cell:
+    return (row["model"], row["dataset"], row["language"])
 
 
 def read_results(out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
-    path = pathlib.Path(out_dir) / RESULTS_NAME
-    if not path.exists():
-        return []
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    log.warning("%s: skipping a truncated line (that cell will be redone)", path)
-    return rows
+    """The usable rows of ``results.jsonl`` (unusable lines are logged and skipped)."""
+    lines = read_lines(pathlib.Path(out_dir) / RESULTS_NAME, "results")
+    _warn([(l, l.problem) for l in lines if l.problem])
+    return [l.row for l in lines if not l.problem]
 
 
 def read_predictions(out_dir: str | pathlib.Path) -> dict[str, list[dict[str, Any]]]:
-    """``{model: prediction rows}``, de-duplicated on (dataset, language, record_id), last wins."""
-    out = {}
-    for path in sorted((pathlib.Path(out_dir) / PREDICTIONS_DIR).glob("*.jsonl")):
+    """``{model: prediction rows}`` of the cells that have a results row, only rows carrying that
+    row's fingerprint digest, de-duplicated on (dataset, language, record_id), last wins."""
+    out_dir = pathlib.Path(out_dir)
+    digests = {_cell_of(r): (r.get("fingerprint") or {}).get("digest") for r in read_results(out_dir)}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((out_dir / PREDICTIONS_DIR).glob("*.jsonl")):
         rows: dict[tuple, dict] = {}
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+        for line in read_lines(path, "predictions"):
+            row = line.row
+            if not line.problem and digests.get(_cell_of(row)) == row["fingerprint"]:
                 rows[(row["dataset"], row["language"], row["record_id"])] = row
-        if rows:
-            out[next(iter(rows.values()))["model"]] = list(rows.values())
+        for row in rows.values():
+            out.setdefault(row["model"], []).append(row)
     return out
 
 
-def _append(path: pathlib.Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _warn(dropped: Sequence[tuple[Line, str]]) -> None:
+    """One warning per (file, reason), naming the line numbers."""
+    grouped: dict[tuple[pathlib.Path, str], list[int]] = defaultdict(list)
+    for line, reason in dropped:
+        grouped[(line.file, reason)].append(line.number)
+    for (file, reason), numbers in grouped.items():
+        shown = ", ".join(map(str, numbers[:20])) + (f", ... ({len(numbers)} lines)" if len(numbers) > 20 else "")
+        log.warning("%s: line %s: %s", file, shown, reason)
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not every platform opens directories
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_atomically(path: pathlib.Path, data: bytes) -> None:
+    """``path`` holds exactly ``data`` or its old content, never a mix, even across a crash."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
         fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _append(path: pathlib.Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Appends and fsyncs before returning: a result row is on disk only after its predictions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        for row in rows:
+            fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _discard(out_dir: pathlib.Path, files: Mapping[pathlib.Path, Sequence[Line]],
+             dropped: Sequence[tuple[Line, str]]) -> None:
+    """Moves ``dropped`` lines to rejected.jsonl, then rewrites each file that lost lines with the
+    rest, byte for byte (predictions files left empty are removed)."""
+    if not dropped:
+        return
+    gone = {(l.file, l.number) for l, _ in dropped}
+    _append(out_dir / REJECTED_NAME, [{"file": str(l.file), "line": l.number, "reason": reason,
+                                      "text": l.raw.decode("utf-8", "replace"), "at": time.time()}
+                                     for l, reason in dropped])
+    for path in {l.file for l, _ in dropped}:
+        kept = b"".join(l.raw for l in files[path] if (path, l.number) not in gone)
+        if kept or path.name == RESULTS_NAME:
+            _replace_atomically(path, kept)
+        else:
+            path.unlink()
+
+
+# --------------------------------------------------------------------------------- resume
+
+
+@dataclasses.dataclass
+class ResumePlan:
+    """What a run reuses and what it discards, decided before anything is written."""
+
+    done: set[Cell]
+    dropped: list[tuple[Line, str]]
+    warn: list[tuple[Line, str]]
+    stale: dict[Cell, list[str]]
+
+
+def _plan_results(lines: Sequence[Line], wanted: Mapping[Cell, Mapping[str, Any]], recompute: bool) -> ResumePlan:
+    plan = ResumePlan(set(), [], [], {})
+    by_cell: dict[Cell, list[Line]] = defaultdict(list)
+    for line in lines:
+        if line.problem:
+            plan.warn.append((line, f"{line.problem}; discarded, its cell is recomputed"))
+        elif _cell_of(line.row) not in wanted:
+            plan.warn.append((line, "a row for a model/cell not in this run; discarded"))
+        else:
+            by_cell[_cell_of(line.row)].append(line)
+    for cell, cell_lines in by_cell.items():
+        if len(cell_lines) > 1:
+            plan.warn += [(l, f"one of {len(cell_lines)} rows for {'/'.join(cell)}; all discarded, the cell is recomputed")
+                          for l in cell_lines]
+            continue
+        line, new = cell_lines[0], wanted[cell]
+        old = line.row.get("fingerprint")
+        if old is None:
+            diffs = ["fingerprint: <absent> (row written before rows had fingerprints)"]
+        else:
+            diffs = fingerprint.diff(old["fields"], new["fields"]) if old["digest"] != new["digest"] else []
+        if not diffs:
+            plan.done.add(cell)
+        elif recompute:
+            plan.dropped.append((line, "stale, discarded by recompute=True: " + "; ".join(diffs)))
+        else:
+            plan.stale[cell] = diffs
+    return plan
+
+
+def _plan_predictions(plan: ResumePlan, files: Mapping[pathlib.Path, Sequence[Line]],
+                      wanted: Mapping[Cell, Mapping[str, Any]], cell_ids: Mapping[Cell, list[str]],
+                      results_lines: Sequence[Line]) -> None:
+    """Keeps a done cell only if its predictions are exactly its records under its digest; every
+    other predictions line is discarded (with a warning unless it belongs to a recomputed cell)."""
+    kept: dict[Cell, list[Line]] = defaultdict(list)
+    for path, lines in files.items():
+        for line in lines:
+            row = line.row
+            if line.problem:
+                plan.warn.append((line, f"{line.problem}; discarded"))
+            elif _cell_of(row) not in wanted or row["model"] != path.stem:
+                plan.warn.append((line, "a prediction for a model/cell not in this run (or in another model's file); discarded"))
+            elif _cell_of(row) not in plan.done:
+                plan.dropped.append((line, "prediction of a cell that is (re)computed"))
+            elif row["fingerprint"] != wanted[_cell_of(row)]["digest"]:
+                plan.warn.append((line, "prediction under another fingerprint than its cell's row; discarded"))
+            else:
+                kept[_cell_of(row)].append(line)
+    for cell in sorted(plan.done):
+        ids = sorted(l.row["record_id"] for l in kept.get(cell, ()))
+        if ids != sorted(cell_ids[cell]):
+            plan.done.discard(cell)
+            reason = (f"predictions of {'/'.join(cell)} are incomplete ({len(ids)} rows for "
+                      f"{len(cell_ids[cell])} records); the cell is recomputed")
+            plan.warn += [(l, reason) for l in results_lines if not l.problem and _cell_of(l.row) == cell]
+            plan.dropped += [(l, reason) for l in kept.get(cell, ())]
+
+
+def _mismatch_error(results: pathlib.Path, stale: Mapping[Cell, Sequence[str]]) -> FingerprintMismatchError:
+    groups: dict[tuple[str, tuple[str, ...]], list[Cell]] = defaultdict(list)
+    for cell, diffs in sorted(stale.items()):
+        groups[(cell[0], tuple(diffs))].append(cell)
+    parts = []
+    for (model, diffs), cells in groups.items():
+        names = ", ".join(f"{d}/{l}" for _, d, l in cells[:6]) + (", ..." if len(cells) > 6 else "")
+        parts.append(f"  {model} ({len(cells)} cell(s): {names}):\n    " + "\n    ".join(diffs))
+    return FingerprintMismatchError(
+        f"{results} holds {len(stale)} cell(s) computed under a different fingerprint than this run "
+        "(field: stored -> now):\n" + "\n".join(parts) + "\nNothing was reused or changed. Rerun with "
+        "recompute=True (--config.recompute=True) to discard and recompute exactly these cells, or use "
+        "another out_dir.", stale)
+
+
+def plan_resume(out_dir: pathlib.Path, wanted: Mapping[Cell, Mapping[str, Any]], cell_ids: Mapping[Cell, list[str]],
+                recompute: bool) -> tuple[ResumePlan, dict[pathlib.Path, list[Line]]]:
+    """Reads results.jsonl and predictions/*.jsonl against this run's fingerprints (``wanted``);
+    raises FingerprintMismatchError (nothing written) for stale cells unless ``recompute``."""
+    results = out_dir / RESULTS_NAME
+    files = {results: read_lines(results, "results")}
+    plan = _plan_results(files[results], wanted, recompute)
+    if plan.stale:
+        raise _mismatch_error(results, plan.stale)
+    pred_dir = out_dir / PREDICTIONS_DIR
+    if pred_dir.exists() and not pred_dir.is_dir():
+        raise ResultsFileError(f"{pred_dir} exists but is not a directory; move it out of the way")
+    preds = {p: read_lines(p, "predictions") for p in sorted(pred_dir.glob("*.jsonl"))} if pred_dir.is_dir() else {}
+    _plan_predictions(plan, preds, wanted, cell_ids, files[results])
+    return plan, {**files, **preds}
+
+
+# ------------------------------------------------------------------------------- new rows
 
 
 def _finite(x: float) -> float | None:
@@ -259,14 +568,17 @@ def cell_row(model: str, records: Sequence[Record], preds: Sequence[Prediction],
     return row
 
 
-def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Prediction]) -> list[dict[str, Any]]:
+def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Prediction],
+                    digest: str = "") -> list[dict[str, Any]]:
+    """One row per item; ``digest``: the cell's fingerprint digest (its readable fields are in the
+    result row), so a prediction is never read against another computation of its cell."""
     out = []
     for r, p in zip(records, preds):
         gold = gold_label(r)
         out.append({"model": model, "dataset": r.dataset, "language": r.language, "family": r.family,
                     "record_id": r.id, "source_id": r.source_id, "gold": gold, "predicted": p.predicted,
                     "correct": None if not get_family(r.family).closed else p.predicted == gold,
-                    "parse_failed": p.parse_failed, "text": p.text})
+                    "parse_failed": p.parse_failed, "text": p.text, "fingerprint": digest})
     return out
 
 
@@ -274,7 +586,8 @@ def prediction_rows(model: str, records: Sequence[Record], preds: Sequence[Predi
 
 
 def setting_of(config: Any, spec: Any) -> dict[str, Any]:
-    """What must match for a stored row to count as done."""
+    """The run-level settings of a row, kept in ``setting`` for readers of older rows; resuming
+    compares the fingerprint, which holds all of these and more."""
     mode = effective_mode(config, spec)
     setting = {"mode": mode, "num_shots": int(config.num_shots),
                "instruction_language": config.instruction_language, "split": config.data.split,
@@ -293,12 +606,37 @@ def _judge_client(config: Any, out_dir: pathlib.Path) -> ChatClient | None:
     if not (j.model and j.base_url):
         raise ValueError("judge.enabled needs judge.model and judge.base_url")
     return ChatClient(APIConfig.from_mapping(
-        j, cache_path=str(out_dir / "api_cache" / f"judge_{j.model.replace('/', '_')}.jsonl")))
+        j, cache_path=api_cache_path(out_dir, f"judge_{j.model.replace('/', '_')}", j.base_url)))
+
+
+def _shot_pools(config: Any, cells: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Record]]:
+    """Each cell's shot pool: the shots split of its dataset and language, else of its dataset."""
+    if not config.num_shots:
+        return {key: [] for key in cells}
+    by_dataset: dict[str, list[Record]] = defaultdict(list)
+    for r in load_records(config.data, config.data.shots_split):
+        by_dataset[r.dataset].append(r)
+    return {(d, l): [r for r in by_dataset.get(d, ()) if r.language == l] or by_dataset.get(d, [])
+            for d, l in cells}
+
+
+def _fingerprints(config: Any, cells: Mapping[tuple[str, str], Sequence[Record]],
+                  pools: Mapping[tuple[str, str], Sequence[Record]], cache: fingerprint.HashCache
+                  ) -> dict[Cell, dict[str, Any]]:
+    out = {}
+    for name, spec in config.models.items():
+        model_fields = model_fingerprint_fields(name, spec, cache)
+        for key, recs in cells.items():
+            out[(name, *key)] = cell_fingerprint(model_fields, config, spec, recs, pools[key])
+    return out
 
 
 def run(config: Any) -> dict[str, Any]:
-    """Runs every missing cell; returns ``{"done": [...], "skipped": [...], "loaded": [...],
-    "out_dir": ...}`` (cells as (model, dataset, language))."""
+    """Runs every cell not already done under the same fingerprint; returns ``{"done": [...],
+    "skipped": [...], "loaded": [...], "out_dir": ...}`` (cells as (model, dataset, language)).
+
+    Raises FingerprintMismatchError, before writing anything, when a stored cell was computed
+    under another fingerprint and ``config.recompute`` is false."""
     out_dir = pathlib.Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not len(config.models):
@@ -308,33 +646,19 @@ def run(config: Any) -> dict[str, Any]:
         raise ValueError(f"no {config.data.split} records for datasets={tuple(config.data.datasets)} "
                          f"languages={tuple(config.data.languages)} in data.source={config.data.source!r}")
     cells = group_cells(records, config.data.max_per_cell)
-    shots_pool = load_records(config.data, config.data.shots_split) if config.num_shots else []
-    shots_by_dataset: dict[str, list[Record]] = defaultdict(list)
-    for r in shots_pool:
-        shots_by_dataset[r.dataset].append(r)
+    pools = _shot_pools(config, cells)
+    cache = fingerprint.HashCache(out_dir / HASH_CACHE_NAME)
+    wanted = _fingerprints(config, cells, pools, cache)  # fails on a missing local model first
+    cache.save()
+    cell_ids = {(name, *key): [r.id for r in recs] for name in config.models for key, recs in cells.items()}
+    plan, files = plan_resume(out_dir, wanted, cell_ids, bool(config.recompute))
+    _warn(plan.warn)
+    if plan.dropped:
+        log.info("discarding %d stale or unfinished lines (moved to %s)", len(plan.dropped), out_dir / REJECTED_NAME)
+    _discard(out_dir, files, plan.dropped + plan.warn)
 
-    done_rows = {(r["model"], r["dataset"], r["language"]): r for r in read_results(out_dir)}
-    pending: dict[str, list[tuple[str, str]]] = {}
-    skipped = []
-    for name, spec in config.models.items():
-        setting = setting_of(config, spec)
-        todo = []
-        for key in cells:
-            row = done_rows.get((name, *key))
-            if row is None:
-                todo.append(key)
-                continue
-            if row.get("setting") != setting:
-                raise SettingMismatchError(
-                    f"{out_dir / RESULTS_NAME} has {name}/{key[0]}/{key[1]} under setting {row.get('setting')}, "
-                    f"but this run uses {setting}; use another out_dir (or delete those rows)")
-            skipped.append((name, *key))
-        pending[name] = todo
-    # Fail before any work when a local model that has work to do is missing.
-    for name, spec in config.models.items():
-        if pending[name] and not is_api(spec):
-            check_local_path(name, spec)
-
+    pending = {name: [key for key in cells if (name, *key) not in plan.done] for name in config.models}
+    skipped = [(name, *key) for name in config.models for key in cells if (name, *key) in plan.done]
     judge = _judge_client(config, out_dir)
     total = sum(len(v) for v in pending.values())
     bar = None
@@ -351,12 +675,11 @@ def run(config: Any) -> dict[str, Any]:
         setting = setting_of(config, spec)
         for dataset, language in pending[name]:
             recs = cells[(dataset, language)]
+            fp = wanted[(name, dataset, language)]
             if bar is not None:
                 bar.set_description(f"{name} {dataset} {language}")
-            pool = [r for r in shots_by_dataset.get(dataset, ()) if r.language == language] \
-                or shots_by_dataset.get(dataset, [])
             t0 = time.perf_counter()
-            preds = model.predict(recs, pool)
+            preds = model.predict(recs, pools[(dataset, language)])
             scores = None
             if judge is not None and not get_family(recs[0].family).closed:
                 from globmed_jax.evaluation.judge import judge_answers
@@ -364,7 +687,8 @@ def run(config: Any) -> dict[str, Any]:
                 scores = judge_answers(judge, recs, [p.predicted for p in preds])
             row = cell_row(name, recs, preds, seconds=time.perf_counter() - t0, setting=setting,
                            seed=config.seed, resamples=config.bootstrap_resamples, judge_scores=scores)
-            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", prediction_rows(name, recs, preds))
+            row["fingerprint"] = fp
+            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", prediction_rows(name, recs, preds, fp["digest"]))
             _append(out_dir / RESULTS_NAME, [row])
             done.append((name, dataset, language))
             if bar is not None:
