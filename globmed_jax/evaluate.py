@@ -3,7 +3,9 @@
     python -m globmed_jax.evaluate --config configs/bench_demo.py [--config.data.max_per_cell=20 ...]
 
 Rerunning the same command skips every (model, dataset, language) cell already in
-``<out_dir>/results.jsonl``. Writes results.jsonl, predictions/<model>.jsonl, leaderboard.md,
+``<out_dir>/results.jsonl`` whose fingerprint (model files, tokenizer, mode, prompt settings,
+seed, data) equals this run's; a different fingerprint is an error naming the fields, unless
+``--config.recompute=True`` recomputes those cells. Writes results.jsonl, predictions/<model>.jsonl, leaderboard.md,
 heatmap.png and gap.png into ``out_dir``.
 """
 
