@@ -171,6 +171,7 @@ def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
     config.data.seq_len = 16
     config.train.global_batch_size = 2
     config.train.steps = 5
+    config.train.warmup_steps = 1  # must be < train.steps
     config.train.on_nonfinite = "stop"
     config.mesh.fsdp, config.mesh.tensor = 2, 4  # the test process has 8 simulated devices
     config.log.progress = False
