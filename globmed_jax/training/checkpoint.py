@@ -13,7 +13,10 @@ A shape mismatch is not corruption (the config changed): it is an error and noth
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,24 @@ def _all_finite(tree: Any) -> Any:
         lambda x: jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True), tree)
 
 
+@contextlib.contextmanager
+def _quiet_abandoned_reads():
+    """A failed orbax read leaves its sibling read coroutines unfinished; when they are collected
+    Python prints each one's traceback ("Exception ignored in ..."), which reads as a crash.
+    Collect them here and log them at debug level instead; the failure itself is reported."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        log.debug("abandoned checkpoint read: %s", unraisable.exc_value)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
+
+
 def _first_line(err: Exception) -> str:
     """A one-line reason; TensorStore appends a many-line spec after "See full TensorStore details"."""
     text = str(err).split("See full TensorStore details")[0].strip()
@@ -138,11 +159,12 @@ class TrainCheckpointer:
         problems = []
         for step in steps:
             self._check_shapes(step, abstract_state)
-            try:
-                state = self.restore(step, state_shardings, abstract_state, data_iterator)
-                problem = self._verify(step, state)
-            except Exception as err:  # orbax / tensorstore / json: anything unreadable is corrupt
-                problem = f"cannot be read ({_first_line(err)})"
+            with _quiet_abandoned_reads():
+                try:
+                    state = self.restore(step, state_shardings, abstract_state, data_iterator)
+                    problem = self._verify(step, state)
+                except Exception as err:  # orbax / tensorstore / json: anything unreadable is corrupt
+                    problem = f"cannot be read ({_first_line(err)})"
             if problem is None:
                 log.info("checkpoint: resumed from step %d in %s", step, self.directory)
                 return state, step
