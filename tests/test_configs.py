@@ -36,3 +36,35 @@ def test_recipes_cover_the_paper_models():
             "smollm2_135m_sft", "demo"} <= names
     lora = load(next(p for p in CONFIGS if p.stem == "globmed_qwen3_8b_lora"))
     assert lora.lora.rank > 0 and (lora.mesh.data, lora.mesh.fsdp, lora.mesh.tensor) == (1, 1, 1)
+
+
+BAD_VALUES = [
+    ("train.peak_lr", float("nan")), ("train.peak_lr", -1e-4), ("train.peak_lr", 0.0), ("train.peak_lr", float("inf")),
+    ("train.end_lr_ratio", -0.1), ("train.end_lr_ratio", 1.5), ("train.end_lr_ratio", float("nan")),
+    ("train.warmup_steps", -1), ("train.warmup_steps", 1000),  # == train.steps
+    ("train.weight_decay", -0.1), ("train.weight_decay", float("nan")),
+    ("train.b1", 1.0), ("train.b1", -0.1), ("train.b2", float("nan")), ("train.eps", 0.0), ("train.eps", -1e-8),
+    ("train.clip_norm", float("nan")), ("train.loss_chunk", 0), ("train.global_batch_size", 0),
+    ("checkpoint.every_steps", 0), ("checkpoint.keep", 0), ("log.every_steps", 0), ("eval.every_steps", -1),
+    ("eval.batch_size", 0), ("model.dtype", "int8"), ("model.param_dtype", "float64"),
+    ("data.temperature", 0.0), ("lora.alpha", float("nan")),
+]
+
+
+@pytest.mark.parametrize("key,value", BAD_VALUES, ids=[f"{k}={v}" for k, v in BAD_VALUES])
+def test_bad_values_are_refused_naming_the_key(key, value):
+    from globmed_jax.training.config import ConfigError, configured
+
+    config = configured({"model.checkpoint": "/some/dir", key: value})
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(config, num_devices=1)
+
+
+def test_documented_zero_values_are_accepted():
+    """eval.every_steps=0: evaluate only at the end; train.clip_norm=0: no clipping;
+    train.warmup_steps=0 and end_lr_ratio 0 or 1 are legitimate schedules."""
+    from globmed_jax.training.config import configured
+
+    for overrides in ({"eval.every_steps": 0}, {"train.clip_norm": 0.0}, {"train.warmup_steps": 0},
+                      {"train.end_lr_ratio": 0.0}, {"train.end_lr_ratio": 1.0}, {"train.weight_decay": 0.0}):
+        validate(configured({"model.checkpoint": "/some/dir", **overrides}), num_devices=1)

@@ -156,11 +156,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path):
     assert not list((run / "checkpoints").glob("*tmp*"))
 
 
-def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
-    from globmed_jax.training.loop import NonFiniteLossError, train
-
+def _tiny_nan_config(tmp_path, name):
     config = default_config()
-    config.run_dir = str(tmp_path / "nan")
+    config.run_dir = str(tmp_path / name)
     config.model.init = "scratch"
     config.model.preset = "qwen3_0p6b"
     config.model.overrides.update(dict(hidden_size=32, intermediate_size=64, num_layers=1,
@@ -171,23 +169,52 @@ def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
     config.data.seq_len = 16
     config.train.global_batch_size = 2
     config.train.steps = 5
-    config.train.on_nonfinite = "stop"
+    config.train.warmup_steps = 1  # must be < train.steps
     config.mesh.fsdp, config.mesh.tensor = 2, 4  # the test process has 8 simulated devices
     config.log.progress = False
     config.eval.max_items_per_language = 0
-
-    def batches(cfg, tokenizer, process_index, process_count):
-        step = 0
-        while True:
-            step += 1
-            mask = np.ones((2, 16), np.float32) * (np.nan if step == 3 else 1.0)
-            yield {"inputs": np.zeros((2, 16), np.int32), "targets": np.ones((2, 16), np.int32), "loss_mask": mask,
-                   "segment_ids": np.ones((2, 16), np.int32), "positions": np.tile(np.arange(16, dtype=np.int32), (2, 1)),
-                   "language_ids": np.array([[1] * 16, [1] * 16], np.int32)}
-
+    config.export.hf = False
     config.checkpoint.async_save = False
+    return config
+
+
+def _nan_batches(nan_steps):
+    def factory(cfg, tokenizer, process_index, process_count):
+        def gen():
+            step = 0
+            while True:
+                step += 1
+                mask = np.ones((2, 16), np.float32) * (np.nan if step in nan_steps else 1.0)
+                yield {"inputs": np.zeros((2, 16), np.int32), "targets": np.ones((2, 16), np.int32),
+                       "loss_mask": mask, "segment_ids": np.ones((2, 16), np.int32),
+                       "positions": np.tile(np.arange(16, dtype=np.int32), (2, 1)),
+                       "language_ids": np.array([[1] * 16, [1] * 16], np.int32)}
+        return _PlainIterator(gen())
+    return factory
+
+
+def test_nonfinite_loss_stop_policy_names_step_and_languages(tmp_path):
+    from globmed_jax.training.loop import NonFiniteLossError, train
+
+    config = _tiny_nan_config(tmp_path, "nan")
+    config.train.on_nonfinite = "stop"
     with pytest.raises(NonFiniteLossError, match=r"step 3 \(batch languages: sw\)"):
-        train(config, data_factory=lambda *a: _PlainIterator(batches(*a)))
+        train(config, data_factory=_nan_batches({3}))
+
+
+def test_run_ending_with_nonfinite_loss_fails_and_says_so(tmp_path):
+    """on_nonfinite='skip' skips the bad update, but a run whose last loss is NaN must not look
+    like success: NonFiniteLossError (the CLI exits 2) and summary.json records it."""
+    from globmed_jax.training.loop import NonFiniteLossError, train
+
+    config = _tiny_nan_config(tmp_path, "nan_end")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss .* at step 5"):
+        train(config, data_factory=_nan_batches({5}))
+    summary = json.loads((tmp_path / "nan_end" / "summary.json").read_text())
+    assert summary["final_loss_finite"] is False and summary["final_step"] == 5
+    # A NaN earlier in the run that training recovered from is not a failure.
+    config = _tiny_nan_config(tmp_path, "nan_mid")
+    assert train(config, data_factory=_nan_batches({2}))["final_loss_finite"] is True
 
 
 class _PlainIterator:

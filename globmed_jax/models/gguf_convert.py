@@ -15,6 +15,8 @@ import importlib.util
 import json
 import logging
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -124,7 +126,10 @@ def _hf_tensors(reader, cfg: ModelConfig, dtype: np.dtype) -> Iterator[tuple[str
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "float32",
                  with_tokenizer: bool = True) -> Path:
-    """Writes ``config.json``, safetensors and (optionally) the tokenizer to ``out_dir``."""
+    """Writes ``config.json``, safetensors and (optionally) the tokenizer to ``out_dir``.
+
+    Everything is written to a temporary sibling directory first and swapped in only once the
+    export is complete, so a failed conversion leaves an existing ``out_dir`` as it was."""
     import gguf
 
     gguf_path, out = Path(gguf_path), Path(out_dir)
@@ -132,6 +137,18 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "fl
     cfg = gguf_model_config(reader)
     np_dtype = np.dtype(dtype) if dtype != "bfloat16" else np.dtype("bfloat16")
     log.info("converting %s (%s, %d layers) to %s", gguf_path.name, cfg.model_type, cfg.num_layers, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _write_export(reader, cfg, np_dtype, dtype, gguf_path, staging, with_tokenizer)
+        _swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+    return out
+
+
+def _write_export(reader, cfg: ModelConfig, np_dtype: np.dtype, dtype: str, gguf_path: Path, out: Path,
+                  with_tokenizer: bool) -> None:
     write_safetensors(_hf_tensors(reader, cfg, np_dtype), out)
     hf_config = to_hf_config(cfg.replace(param_dtype=dtype))
     (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
@@ -143,7 +160,26 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "fl
         if template and not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = template
         tokenizer.save_pretrained(out)
-    return out
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replaces ``out`` with the complete ``staging`` directory (same filesystem: two renames).
+    The old export is moved aside first and put back if the second rename fails; it is deleted
+    only once the new one is in place."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory; not replacing it")
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    retired.rmdir()
+    out.rename(retired)
+    try:
+        staging.rename(out)
+    except BaseException:
+        retired.rename(out)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

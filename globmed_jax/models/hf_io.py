@@ -5,11 +5,18 @@
 at a time into its (sharded) device array. Stacked layer parameters are filled slice by slice
 with a donated in-place update, so host memory never holds more than one layer's tensor.
 No pickle, no remote code: only ``config.json`` and ``*.safetensors`` are read.
+
+Weight files are treated as hostile input: every safetensors header is parsed and checked by us
+(length, JSON, dtypes, offsets inside the file and not overlapping) before the library opens it,
+index entries must name files inside the checkpoint directory, float parameters must be stored
+as floats, and every tensor is checked finite as it is read. Each problem is one
+``WeightFileError`` naming the file and the tensor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -37,6 +44,11 @@ Transform = Callable[[np.ndarray, ModelConfig], np.ndarray]
 
 class CheckpointError(ValueError):
     """A checkpoint that does not match the architecture; the message lists every problem."""
+
+
+class WeightFileError(CheckpointError):
+    """A weight file (or index) that is malformed, escapes its directory, or holds values we refuse
+    (integer or non-finite weights); the message names the file and, where known, the tensor."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,15 +163,111 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 # --------------------------------------------------------------------------------- reading
 
 
+# safetensors dtype tag -> bytes per element (the format's full list as of safetensors 0.5).
+_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
+# What a float parameter may be stored as (and numpy can read).
+_FLOAT_TAGS = ("F16", "BF16", "F32", "F64")
+_MAX_HEADER_BYTES = 100 * 1024**2  # the safetensors library's own limit
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's header entry: the file (relative to the checkpoint directory), dtype tag, shape."""
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    """Parses and checks one file's header without trusting it: returns tensor name -> info.
+
+    Raises ``WeightFileError`` naming the file (and tensor) for a bad length, bad JSON, an
+    unknown dtype, a shape that disagrees with its byte range, offsets outside the file,
+    overlapping tensors, or a file truncated before its last tensor ends."""
+    def fail(message: str) -> None:
+        raise WeightFileError(f"{path}: {message}")
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            fail(f"not a safetensors file ({size} bytes, shorter than the 8-byte header length)")
+        n = int.from_bytes(prefix, "little")
+        if n > _MAX_HEADER_BYTES or 8 + n > size:
+            fail(f"header length {n} is impossible for a file of {size} bytes")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        fail(f"header is not valid JSON ({err})")
+    if not isinstance(header, dict):
+        fail(f"header is a JSON {type(header).__name__}, not an object")
+    data_bytes = size - 8 - n
+    out: dict[str, TensorInfo] = {}
+    ranges: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        out[name], span = _header_entry(path, name, entry, data_bytes)
+        ranges.append((*span, name))
+    ranges.sort()
+    for (_, end_a, a), (begin_b, _, b) in zip(ranges, ranges[1:]):
+        if begin_b < end_a:
+            fail(f"tensors {a!r} and {b!r} overlap (byte {begin_b} < {end_a})")
+    return out
+
+
+def _header_entry(path: Path, name: str, entry: Any, data_bytes: int) -> tuple[TensorInfo, tuple[int, int]]:
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise WeightFileError(f"{where}: header entry must have dtype, shape and data_offsets, got {entry!r}")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in _ST_ITEMSIZE:
+        raise WeightFileError(f"{where}: unknown dtype {dtype!r}")
+    ints = lambda xs: isinstance(xs, list) and all(type(x) is int and x >= 0 for x in xs)  # noqa: E731
+    if not ints(shape) or not ints(offsets) or len(offsets) != 2:
+        raise WeightFileError(f"{where}: shape {shape!r} / data_offsets {offsets!r} must be non-negative integers")
+    begin, end = offsets
+    expected = int(np.prod(shape, dtype=np.int64)) * _ST_ITEMSIZE[dtype] if shape else _ST_ITEMSIZE[dtype]
+    if end < begin or end - begin != expected:
+        raise WeightFileError(f"{where}: data_offsets {offsets} hold {end - begin} bytes, but {dtype} "
+                              f"{tuple(shape)} needs {expected}")
+    if end > data_bytes:
+        raise WeightFileError(f"{where}: data ends at byte {end} but the file has only {data_bytes} data "
+                              "bytes (truncated?)")
+    return TensorInfo(path.name, dtype, tuple(shape)), (begin, end)
+
+
+def _index_files(directory: Path, index_file: Path) -> tuple[list[str], dict[str, str]]:
+    """The shard names an index lists, each a file inside ``directory`` (no ``..``, no absolute
+    path, no symlink out of it)."""
+    try:
+        weight_map = json.loads(index_file.read_text())["weight_map"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise WeightFileError(f"{index_file}: not a safetensors index with a 'weight_map' ({err!r})") from None
+    if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise WeightFileError(f"{index_file}: 'weight_map' must map tensor names to file names")
+    root = directory.resolve()
+    for tensor, name in weight_map.items():
+        target = (directory / name).resolve()
+        if Path(name).is_absolute() or ".." in Path(name).parts or target.parent != root:
+            raise WeightFileError(f"{index_file}: tensor {tensor!r} points to {name!r}, outside {directory}")
+        if not name.endswith(".safetensors"):
+            raise WeightFileError(f"{index_file}: tensor {tensor!r} points to {name!r}, not a .safetensors file")
+    return sorted(set(weight_map.values())), weight_map
+
+
 class _SafetensorsIndex:
     """Tensor name -> file, shape and dtype, from headers only (no tensor data read)."""
 
     def __init__(self, directory: Path):
         index_file = directory / "model.safetensors.index.json"
         single = directory / "model.safetensors"
+        weight_map: dict[str, str] | None = None
         if index_file.exists():
-            weight_map = json.loads(index_file.read_text())["weight_map"]
-            files = sorted(set(weight_map.values()))
+            files, weight_map = _index_files(directory, index_file)
         elif single.exists():
             files = ["model.safetensors"]
         else:
@@ -171,21 +279,31 @@ class _SafetensorsIndex:
                 raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {directory}{hint}")
             files = found
         self.directory = directory
-        self.meta: dict[str, tuple[str, tuple[int, ...]]] = {}
+        self.infos: dict[str, TensorInfo] = {}
         for name in files:
             path = directory / name
             if not path.exists():
                 raise FileNotFoundError(f"{index_file} lists {name}, which does not exist")
-            with safe_open(path, framework="numpy") as fh:
-                for key in fh.keys():
-                    self.meta[key] = (name, tuple(fh.get_slice(key).get_shape()))
+            for key, info in read_safetensors_header(path).items():
+                if key in self.infos:
+                    raise WeightFileError(f"tensor {key!r} is in both {directory / self.infos[key].file} "
+                                          f"and {path}")
+                self.infos[key] = info
+        for key, name in (weight_map or {}).items():
+            if key not in self.infos or self.infos[key].file != name:
+                raise WeightFileError(f"{index_file}: tensor {key!r} is listed in {name}, which does not hold it")
+        self.meta = {k: (i.file, i.shape) for k, i in self.infos.items()}
         self._handles: dict[str, Any] = {}
 
     def read(self, name: str) -> np.ndarray:
-        file = self.meta[name][0]
-        if file not in self._handles:
-            self._handles[file] = safe_open(self.directory / file, framework="numpy")
-        return self._handles[file].get_tensor(name)
+        """The tensor as numpy; any library error becomes a WeightFileError naming file and tensor."""
+        file = self.infos[name].file
+        try:
+            if file not in self._handles:
+                self._handles[file] = safe_open(self.directory / file, framework="numpy")
+            return self._handles[file].get_tensor(name)
+        except Exception as err:  # safetensors raises SafetensorError / OSError / ValueError
+            raise WeightFileError(f"{self.directory / file}: tensor {name!r} cannot be read: {err}") from None
 
     def close(self):
         self._handles.clear()
@@ -202,18 +320,25 @@ def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path) 
     misshaped = sorted(
         f"{n}: expected {expected[n]}, found {index.meta[n][1]}"
         for n in expected if n in index.meta and index.meta[n][1] != expected[n])
-    tolerated = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
-    unexpected = sorted(
-        n for n in index.meta
-        if n not in expected and n not in tolerated and not n.endswith(_IGNORED_SUFFIXES))
-    if missing or misshaped or unexpected:
+    unexpected = sorted(n for n in index.meta if n not in expected and not n.endswith(_IGNORED_SUFFIXES))
+    tied_conflict = cfg.tie_word_embeddings and "lm_head.weight" in index.meta
+    if tied_conflict:
+        # Which matrix the output layer would use is ambiguous: refuse rather than pick one.
+        unexpected = [f"lm_head.weight (in {index.infos['lm_head.weight'].file}; config.json sets "
+                      "tie_word_embeddings=true: drop the tensor or set it false)"
+                      if n == "lm_head.weight" else n for n in unexpected]
+    not_float = sorted(f"{n}: {index.infos[n].dtype} in {index.infos[n].file}"
+                       for n in expected if n in index.infos and index.infos[n].dtype not in _FLOAT_TAGS)
+    if missing or misshaped or unexpected or not_float:
         parts = [f"checkpoint {source} does not match {cfg.model_type} "
                  f"({cfg.num_layers} layers, hidden {cfg.hidden_size}):"]
-        for title, items in (("missing", missing), ("mis-shaped", misshaped), ("unexpected", unexpected)):
+        for title, items in (("missing", missing), ("mis-shaped", misshaped), ("unexpected", unexpected),
+                             (f"non-float (allowed: {', '.join(_FLOAT_TAGS)})", not_float)):
             if items:
                 shown = items[:50] + ([f"... and {len(items) - 50} more"] if len(items) > 50 else [])
                 parts.append(f"  {len(items)} {title} tensor(s):\n    " + "\n    ".join(shown))
-        raise CheckpointError("\n".join(parts))
+        error = WeightFileError if not_float or tied_conflict else CheckpointError
+        raise error("\n".join(parts))
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> ModelConfig:
@@ -258,6 +383,7 @@ def from_pretrained(
     dtype: Any = None,
     param_dtype: Any = None,
     mesh: Mesh | None = None,
+    allow_nonfinite: bool = False,
     **config_overrides: Any,
 ) -> tuple[CausalLM, ModelConfig]:
     """Loads an HF checkpoint into a (sharded) ``CausalLM``.
@@ -268,6 +394,7 @@ def from_pretrained(
       dtype: compute dtype (default: the config default, bfloat16).
       param_dtype: storage dtype of the weights (default: float32).
       mesh: when given, parameters are placed as ``globmed_jax.sharding`` rules say.
+      allow_nonfinite: load NaN/inf weights instead of raising ``WeightFileError`` (debugging only).
       config_overrides: other ModelConfig fields (e.g. ``scan_layers=False``).
     """
     path = resolve_checkpoint(path)
@@ -276,6 +403,7 @@ def from_pretrained(
     cfg = load_config(path, dtype=dtype, param_dtype=param_dtype, **config_overrides)
     index = _SafetensorsIndex(path)
     _check_checkpoint(cfg, index, path)
+    read = index.read if allow_nonfinite else functools.partial(_read_finite, index)
 
     abstract = abstract_model(cfg, mesh)
     graphdef, abs_state = nnx.split(abstract)
@@ -286,9 +414,9 @@ def from_pretrained(
         var = flat_abs[spec.path]
         sharding = _target_sharding(var, mesh)
         if spec.per_layer:
-            array = _stream_stacked(index, spec, cfg, var.shape, storage, sharding)
+            array = _stream_stacked(read, spec, cfg, var.shape, storage, sharding)
         else:
-            host = spec.to_ours(index.read(spec.hf_name), cfg).astype(storage)
+            host = spec.to_ours(read(spec.hf_name), cfg).astype(storage)
             array = jax.device_put(host, sharding)
         loaded[spec.path] = var.replace(array)
     index.close()
@@ -301,14 +429,26 @@ def from_pretrained(
     return model, cfg
 
 
-def _stream_stacked(index, spec: ParamSpec, cfg, shape, storage, sharding) -> jax.Array:
+def _read_finite(index: _SafetensorsIndex, name: str) -> np.ndarray:
+    """The tensor, refused when it holds NaN or inf (they would silently poison every logit)."""
+    array = index.read(name)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise WeightFileError(f"{index.directory / index.infos[name].file}: tensor {name!r} has {bad} non-finite "
+                              f"value(s) of {array.size} (NaN/inf); pass allow_nonfinite=True to load it anyway")
+    return array
+
+
+def _stream_stacked(read: Callable[[str], np.ndarray], spec: ParamSpec, cfg, shape, storage,
+                    sharding) -> jax.Array:
     """Builds a stacked ``[L, ...]`` array one layer at a time (donated in-place updates)."""
     stacked = jax.jit(lambda: jnp.zeros(shape, storage), out_shardings=sharding)()
     put_layer = jax.jit(lambda a, x, i: jax.lax.dynamic_update_index_in_dim(a, x, i, 0),
                         donate_argnums=0, out_shardings=sharding)
     layer_sharding = _slice_sharding(sharding)
     for i in range(cfg.num_layers):
-        host = spec.to_ours(index.read(spec.hf_name.format(i=i)), cfg).astype(storage)
+        host = spec.to_ours(read(spec.hf_name.format(i=i)), cfg).astype(storage)
         stacked = put_layer(stacked, jax.device_put(host, layer_sharding), i)
     return stacked
 

@@ -4,6 +4,7 @@ validation that runs before anything is compiled (clear messages instead of XLA 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 import ml_collections
@@ -111,9 +112,31 @@ def default_config() -> ml_collections.ConfigDict:
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
 
 
+# Dtype names a training config may ask for (jnp.dtype accepts far more, e.g. int8, that no
+# parameter or activation should be stored in).
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def _fail(condition: bool, message: str) -> None:
     if condition:
         raise ConfigError(message)
+
+
+def _finite(key: str, value: float, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """``value`` is a finite number within the bounds; the message names ``key``.
+    NaN fails every comparison, so it is checked first rather than slipping through."""
+    _fail(not math.isfinite(value), f"{key} must be a finite number, got {value!r}")
+    if low is not None:
+        _fail(value <= low if low_open else value < low,
+              f"{key} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None:
+        _fail(value >= high if high_open else value > high,
+              f"{key} must be {'<' if high_open else '<='} {high}, got {value!r}")
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    _fail(value < low, f"{key} must be >= {low}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +162,9 @@ class ModelSection:
                              f"ModelConfig fields: {sorted(_MODEL_FIELDS)}")
         _fail(self.remat_policy not in REMAT_POLICIES,
               f"model.remat_policy {self.remat_policy!r} not in {REMAT_POLICIES}")
+        for key in ("dtype", "param_dtype"):
+            _fail(getattr(self, key) not in DTYPES,
+                  f"model.{key} must be one of {DTYPES}, got {getattr(self, key)!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +176,7 @@ class TokenizerSection:
     def __post_init__(self):
         _fail(self.kind not in ("pretrained", "path", "bpe", "qwen3"),
               f"tokenizer.kind {self.kind!r} not in pretrained/path/bpe/qwen3")
+        _at_least("tokenizer.vocab_size", self.vocab_size, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +188,8 @@ class LoraSection:
     def __post_init__(self):
         _fail(bool(set(self.targets) - set(LORA_TARGETS)),
               f"lora.targets {tuple(self.targets)} must be among {LORA_TARGETS}")
+        _at_least("lora.rank", self.rank, 0)  # 0: full fine-tuning
+        _finite("lora.alpha", self.alpha, low=0.0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +211,9 @@ class DataSection:
         _fail(self.mcqa_answer not in MCQA_ANSWER_FORMATS,
               f"data.mcqa_answer must be one of {MCQA_ANSWER_FORMATS}, got {self.mcqa_answer!r}")
         _fail(self.seq_len <= 0, f"data.seq_len must be positive, got {self.seq_len}")
+        _at_least("data.num_packing_bins", self.num_packing_bins, 0)  # 0: the pipeline's default
+        _finite("data.temperature", self.temperature, low=0.0, low_open=True)
+        _at_least("data.mini_train_variants", self.mini_train_variants, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +262,20 @@ class TrainSection:
         _fail(self.global_batch_size % self.microbatches != 0,
               f"train.global_batch_size ({self.global_batch_size}) is not divisible by "
               f"train.microbatches ({self.microbatches})")
+        _at_least("train.loss_chunk", self.loss_chunk, 1)
+        _at_least("train.warmup_steps", self.warmup_steps, 0)
+        _fail(self.warmup_steps >= self.steps,
+              f"train.warmup_steps ({self.warmup_steps}) must be < train.steps ({self.steps}): "
+              "the learning rate would never reach train.peak_lr")
+        _finite("train.peak_lr", self.peak_lr, low=0.0, low_open=True)
+        _finite("train.end_lr_ratio", self.end_lr_ratio, low=0.0, high=1.0)
+        _finite("train.weight_decay", self.weight_decay, low=0.0)
+        _finite("train.b1", self.b1, low=0.0, high=1.0, high_open=True)
+        _finite("train.b2", self.b2, low=0.0, high=1.0, high_open=True)
+        _finite("train.eps", self.eps, low=0.0, low_open=True)
+        _finite("train.clip_norm", self.clip_norm, low=0.0)  # 0: no clipping
+        _finite("train.prompt_loss_weight", self.prompt_loss_weight, low=0.0)
+        _finite("train.peak_tflops_per_device", self.peak_tflops_per_device, low=0.0)  # 0: datasheet
 
     @property
     def optim(self) -> OptimConfig:
@@ -251,6 +297,10 @@ class CheckpointSection:
     keep: int
     async_save: bool
 
+    def __post_init__(self):
+        _at_least("checkpoint.every_steps", self.every_steps, 1)
+        _at_least("checkpoint.keep", self.keep, 1)  # orbax reads 0 as "keep everything"
+
 
 @dataclasses.dataclass(frozen=True)
 class LogSection:
@@ -258,13 +308,22 @@ class LogSection:
     tensorboard: bool
     progress: bool
 
+    def __post_init__(self):
+        _at_least("log.every_steps", self.every_steps, 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalSection:
+    """``every_steps=0`` is documented as "only at the end of the run" (the default)."""
     every_steps: int
     split: str
     max_items_per_language: int
     batch_size: int
+
+    def __post_init__(self):
+        _at_least("eval.every_steps", self.every_steps, 0)
+        _at_least("eval.max_items_per_language", self.max_items_per_language, 0)  # 0: no held-out eval
+        _at_least("eval.batch_size", self.batch_size, 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The training run: build mesh, tokenizer, model, data and state; resume; train; evaluate; export.
 
-Rerunning the same command resumes from the newest complete checkpoint (params, optimizer,
-step and the data iterator). SIGTERM (e.g. TPU preemption) saves a checkpoint and exits 0.
+Rerunning the same command resumes from the newest intact checkpoint (params, optimizer,
+step and the data iterator; corrupt steps are set aside, see ``training.checkpoint``). SIGTERM
+(e.g. TPU preemption) saves a checkpoint and exits 0. A run whose last loss is not finite
+records it in ``summary.json`` and raises ``NonFiniteLossError`` (the CLI exits non-zero).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -294,10 +297,10 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     checkpointer = ckpt.TrainCheckpointer(run_dir / "checkpoints", keep=typed.checkpoint.keep,
                                           every_steps=typed.checkpoint.every_steps,
                                           async_save=typed.checkpoint.async_save)
-    start = checkpointer.latest_step()
-    if start is not None:
-        state = checkpointer.restore(start, shardings, _abstract(state), iterator)
-    start = int(start or 0)
+    start = 0
+    restored = checkpointer.restore_latest(shardings, _abstract(state), iterator)
+    if restored is not None:
+        state, start = restored
     compile_start = time.perf_counter()
     compiled = compile_step(jitted, state, t.global_batch_size, seq_len, mesh)
     log.info("model %s with %.2fM parameters on mesh %s; train step compiled in %.1f s",
@@ -366,9 +369,11 @@ def fit(run: TrainingRun) -> FitSummary:
 def finish(run: TrainingRun, fitted: FitSummary) -> dict[str, Any]:
     """Final checkpoint, then (unless interrupted) held-out eval, HF export and summary.json."""
     config, final_step = run.config, fitted.final_step
+    last_loss = fitted.losses[max(fitted.losses)] if fitted.losses else None
     summary: dict[str, Any] = {"start_step": fitted.start_step, "losses": fitted.losses,
                                "final_step": final_step, "interrupted": fitted.interrupted,
-                               "memory": run.memory}
+                               "memory": run.memory,
+                               "final_loss_finite": last_loss is None or math.isfinite(last_loss)}
     if not fitted.interrupted and run.checkpointer.latest_step() != final_step:
         run.checkpointer.save(final_step, run.state, run.iterator, force=True)
     run.checkpointer.close()
@@ -392,6 +397,10 @@ def finish(run: TrainingRun, fitted: FitSummary) -> dict[str, Any]:
             | {"last_loss": summary["losses"].get(final_step)}
             | ({"eval": summary["eval"].flat()} if "eval" in summary else {}),
             indent=2, default=str))
+    if not summary["final_loss_finite"]:
+        # Exiting 0 here would let a pipeline take a diverged run for a trained model.
+        raise NonFiniteLossError(f"the run ended with a non-finite loss ({last_loss} at step {max(fitted.losses)}); "
+                                 f"{run.run_dir / 'summary.json'} records final_loss_finite=false")
     return summary
 
 
