@@ -131,6 +131,8 @@ def phase_pipeline(args) -> dict:
     it = pipeline.make_train_iterator(cfg, tok, shard_index=0, shard_count=1)
     next(it)
     startup = time.perf_counter() - t0
+    for _ in range(4 * args.workers):  # every worker started and past its first batch before timing
+        next(it)
     tokens, padded, t1 = 0, 0, time.perf_counter()
     for _ in range(args.batches):
         b = next(it)
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/globmed_bench"))
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--batches", type=int, default=40, help="measured batches per pipeline run")
+    p.add_argument("--batches", type=int, default=100, help="measured batches per pipeline run")
     p.add_argument("--hf-examples", type=int, default=4000, help="examples for the datasets.map comparison")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--skip", nargs="*", default=(), choices=tuple(PHASES) + ("release",))
