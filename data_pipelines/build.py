@@ -2,6 +2,14 @@
 
     python -m data_pipelines.build --format medqa --input data/medqa --output out/medqa \\
         [--language en] [--split test] [--strict] [--tfds] [--field-map JSON_OR_FILE]
+    python -m data_pipelines.build --format globmed --input hf://ruiyang-medinfo/GlobMed_MedQA --output out/g
+    python -m data_pipelines.build --format globmed --input hf://globmed --output out/g   # all 10 sources
+
+``--input hf://org/name[@revision]`` (several, or ``hf://globmed`` for the whole collection)
+downloads dataset repositories through huggingface_hub (``data_pipelines/hub.py``; HF_HOME,
+HF_HUB_OFFLINE and the cache are honoured). For ``--format globmed`` from the Hub, language
+folders not in the language registry are skipped and reported once each with their counts
+(``--unknown-languages quarantine`` quarantines their records instead, the default for local input).
 
 Writes ``OUT/<dataset>/<language>/<split>.jsonl``, ``OUT/quarantine.jsonl``,
 ``OUT/manifest.json`` (per input file: size, sha256, records seen = kept + quarantined, lost)
@@ -24,7 +32,9 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
+from data_pipelines import hub
 from data_pipelines.importers import FORMATS, ImportOptions, import_path
+from data_pipelines.importers.globmed import UnknownLanguages, import_sources, release_sources
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import QuarantineWriter
@@ -63,7 +73,8 @@ def tool_version() -> str:
         return "unknown"
 
 
-def manifest(fmt: str, input_path: pathlib.Path, counts: Counts, outputs: dict[str, int]) -> dict[str, Any]:
+def manifest(fmt: str, input_path: Any, counts: Counts, outputs: dict[str, int],
+             sources: Sequence[hub.HubSource] = (), unknown: UnknownLanguages | None = None) -> dict[str, Any]:
     """What the build read and wrote, per input file: bytes, sha256, records seen / kept /
     quarantined, lost (0, or null = unknown because the file could not be split into records)."""
     files = []
@@ -74,12 +85,22 @@ def manifest(fmt: str, input_path: pathlib.Path, counts: Counts, outputs: dict[s
             "sha256": sha256(f) if f.is_file() else None,
             "seen": c.seen, "kept": c.kept, "quarantined": c.quarantined, "lost": c.lost, "file_errors": c.file_errors,
         })
-    return {
+    for name, n in sorted(unknown.files.items()) if unknown else ():
+        f = pathlib.Path(name)
+        files.append({"path": name, "bytes": f.stat().st_size, "sha256": sha256(f), "seen": n, "kept": 0,
+                      "quarantined": 0, "skipped_unknown_language": n, "lost": 0, "file_errors": []})
+    out = {
         "tool": "data_pipelines.build", "version": tool_version(), "format": fmt, "input": str(input_path),
         "files": files, "outputs": outputs,
         "totals": {"kept": counts.total_kept, "quarantined": counts.total_quarantined,
-                   "files_with_lost_records": counts.files_with_lost_records},
+                   "files_with_lost_records": counts.files_with_lost_records,
+                   "skipped_unknown_language": unknown.total if unknown else 0},
     }
+    if sources:
+        out["hub"] = [{"repo_id": s.repo_id, "revision": s.revision, "commit": s.commit} for s in sources]
+    if unknown is not None:
+        out["unknown_languages"] = unknown.by_language()
+    return out
 
 
 def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
@@ -88,30 +109,65 @@ def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
         fh.write("\n")
 
 
+UNKNOWN_LANGUAGE_MODES = ("report", "quarantine")
+
+
 def build(
     fmt: str,
-    input_path: str | pathlib.Path,
+    input_path: str | pathlib.Path | Sequence[str],
     output_dir: str | pathlib.Path,
     options: ImportOptions | None = None,
     *,
     strict: bool = False,
     tfds: bool = False,
     progress: bool | None = None,
+    unknown_languages: str | None = None,
 ) -> Counts:
     """Imports ``input_path`` with the ``fmt`` importer into ``output_dir``; returns the counts.
+
+    ``input_path`` is a local file or directory, or ``hf://org/name[@rev]`` ids (a list, or one
+    comma-separated string; ``hf://globmed`` = the whole collection) resolved by
+    ``data_pipelines.hub``. ``unknown_languages`` (``--format globmed`` only): ``"report"``
+    skips language folders not in the registry and reports them once each (logged, in
+    ``manifest.json`` and in ``Counts.unknown_languages``); ``"quarantine"`` quarantines each of
+    their records. Default: report for hub input, quarantine for local input.
 
     Every input record is read and accounted for; outputs, quarantine and manifest are always
     written whole. Raises BuildError when the output overlaps the input, and, in strict mode
     once all is written, ValidationError naming the first bad record when any was quarantined.
     """
-    inp, out = pathlib.Path(input_path), pathlib.Path(output_dir)
-    check_paths(inp, out)
+    out = pathlib.Path(output_dir)
+    options = options or ImportOptions()
+    from_hub = hub.is_hub_input(input_path)
+    mode = unknown_languages or ("report" if from_hub else "quarantine")
+    if mode not in UNKNOWN_LANGUAGE_MODES:
+        raise BuildError(f"unknown_languages must be one of {UNKNOWN_LANGUAGE_MODES}, got {mode!r}")
+    unknown = UnknownLanguages() if fmt == "globmed" and mode == "report" else None
+    if from_hub:
+        try:
+            sources = hub.resolve(input_path)  # type: ignore[arg-type]
+        except hub.HubInputError as e:
+            raise BuildError(str(e)) from None
+        for s in sources:
+            check_paths(s.path, out)
+        if fmt == "globmed":
+            items = import_sources([(s.name, s.path) for s in sources], options, unknown)
+        else:
+            items = (item for s in sources for item in import_path(fmt, s.path, options))
+        inp: Any = ",".join(f"{hub.SCHEME}{s.repo_id}@{s.commit}" for s in sources)
+    else:
+        sources = []
+        inp = pathlib.Path(input_path)  # type: ignore[arg-type]
+        check_paths(inp, out)
+        items = import_sources(release_sources(inp), options, unknown) if fmt == "globmed" else import_path(fmt, inp, options)
     out.mkdir(parents=True, exist_ok=True)
-    items = import_path(fmt, inp, options or ImportOptions())
     with RecordWriter(out) as writer, QuarantineWriter(out / QUARANTINE_NAME) as quarantine:
         counts = run_validation(items, writer=writer, quarantine=quarantine, progress=progress)
+    counts.unknown_languages = unknown  # type: ignore[attr-defined]
+    for line in unknown.report() if unknown else ():
+        log.warning("%s", line)
     outputs = {str(path.relative_to(out)): writer.counts[key] for key, path in sorted(writer.paths.items())}
-    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs))
+    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs, sources, unknown))
     if strict and counts.first_bad is not None:
         raise ValidationError(f"{counts.first_bad.describe()} ({counts.total_quarantined} quarantined in all)")
     if tfds and counts.total_kept:
@@ -138,7 +194,9 @@ def parse_field_map(value: str) -> dict[str, Any]:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__.split("\n")[0])
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--input", required=True, type=pathlib.Path, help="file or directory of the source")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="file or directory of the source, or hf://org/name[@revision] dataset ids "
+                        "(several; hf://globmed = the whole GlobMed collection)")
     p.add_argument("--output", required=True, type=pathlib.Path, help="output directory")
     p.add_argument("--language", help="override the language (ISO code or English name)")
     p.add_argument("--split", help="override the split (train/validation/test; dev/val accepted)")
@@ -148,31 +206,44 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cop-base", type=int, choices=(0, 1), help="MedMCQA cop base (default 1 for medmcqa)")
     p.add_argument("--question-source", choices=QUESTION_SOURCES, default="original", help="LiveQA question text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--unknown-languages", choices=UNKNOWN_LANGUAGE_MODES,
+                   help="globmed: language folders not in the registry are skipped and reported once each "
+                        "(report; default for hf:// input) or every record is quarantined (quarantine; default "
+                        "for local input)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not args.input.exists():
-        print(f"error: input not found: {args.input}", file=sys.stderr)
+    if hub.is_hub_input(args.input):
+        source: Any = list(args.input)
+    elif len(args.input) > 1 or hub.is_hub_input(args.input[0].split(",")[0]) or not pathlib.Path(args.input[0]).exists():
+        print(f"error: input not found: {' '.join(args.input)} (one local path, or hf:// ids only)", file=sys.stderr)
         return 2
+    else:
+        source = pathlib.Path(args.input[0])
     options = ImportOptions(
         language=args.language, split=args.split, field_map=args.field_map,
         cop_base=args.cop_base, question_source=args.question_source,
     )
     try:
-        counts = build(args.format, args.input, args.output, options, tfds=args.tfds,
-                       progress=False if args.no_progress else None)
+        counts = build(args.format, source, args.output, options, tfds=args.tfds,
+                       progress=False if args.no_progress else None, unknown_languages=args.unknown_languages)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(counts.table())
     print()
     print(counts.file_table())
+    unknown = getattr(counts, "unknown_languages", None)
+    if unknown is not None and unknown.counts:
+        print()
+        print("\n".join(unknown.report()))
     if counts.total_kept + counts.total_quarantined == 0:
-        print(f"warning: no input files/records found for --format {args.format} under {args.input}", file=sys.stderr)
-    print(f"\n{counts.total_kept} kept, {counts.total_quarantined} quarantined "
+        print(f"warning: no input files/records found for --format {args.format} under {' '.join(args.input)}", file=sys.stderr)
+    skipped = f", {unknown.total} skipped (unknown language)" if unknown is not None and unknown.total else ""
+    print(f"\n{counts.total_kept} kept, {counts.total_quarantined} quarantined{skipped} "
           f"(see {args.output / QUARANTINE_NAME}); JSONL in {args.output}; manifest {args.output / MANIFEST_NAME}")
     return exit_status(counts, strict=args.strict)
 

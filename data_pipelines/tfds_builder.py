@@ -16,16 +16,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any, Mapping
+from typing import Any
 
 import tensorflow_datasets as tfds
 
 from globmed_jax.data.records_io import iter_records, record_path
+from globmed_jax.data.tasks import ARRAYRECORD_BUILDER, ARRAYRECORD_TEXT_FIELDS, example_to_record  # noqa: F401 (re-exported)
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
-BUILDER_NAME = "glob_med"
+BUILDER_NAME = ARRAYRECORD_BUILDER
 VERSION = tfds.core.Version("1.1.0")
-_TEXT_FIELDS = ("id", "source_id", "dataset", "language", "split", "family", "question", "answer")
+_TEXT_FIELDS = ARRAYRECORD_TEXT_FIELDS
 
 FEATURES = tfds.features.FeaturesDict(
     {
@@ -59,22 +60,6 @@ def record_to_example(r: Record) -> dict[str, Any]:
     ex["explanation"] = r.explanation or ""
     ex["meta_json"] = json.dumps(dict(r.meta), ensure_ascii=False, sort_keys=True)
     return ex
-
-
-def _s(v: Any) -> str:
-    return v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v)
-
-
-def example_to_record(ex: Mapping[str, Any]) -> Record:
-    """A decoded example (bytes or str values, as ``as_data_source`` returns) -> Record."""
-    options = [_s(o) for o in ex["options"]]
-    return Record(
-        **{f: _s(ex[f]) for f in _TEXT_FIELDS},
-        options=dict(zip(OPTION_LETTERS, options)),
-        context=_s(ex["context"]) or None,
-        explanation=_s(ex["explanation"]) or None,
-        meta=json.loads(_s(ex["meta_json"])),
-    )
 
 
 class GlobMed(tfds.core.GeneratorBasedBuilder):

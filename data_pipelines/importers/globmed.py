@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pathlib
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from data_pipelines.importers.base import (
     BadRecord,
@@ -35,6 +35,7 @@ from data_pipelines.importers.mcqa import answer_letter, parse_options
 from data_pipelines.importers.medmcqa import cop_to_letter
 from data_pipelines.importers.convert import convert_entries, json_entries
 from globmed_jax.data import families
+from globmed_jax.data.languages import get_language
 from globmed_jax.data.schema import Record
 
 # normalized source name -> (dataset id, task family)
@@ -208,40 +209,115 @@ def globmed_record(
     return _RECORD_BUILDERS[family](obj, fm, common, cop_base)
 
 
-def _files(root: pathlib.Path) -> list[pathlib.Path]:
+def _release_files(source_dir: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(p for p in source_dir.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+
+
+def release_sources(root: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    """``(source name, folder)`` of a release directory, one ``GlobMed_<Source>`` folder, or a file."""
     root = pathlib.Path(root)
     if root.is_file():
-        return [root]
+        return [(root.parent.parent.name, root)]
     if not root.is_dir():
         raise FileNotFoundError(f"input not found: {root}")
-    sources = [root] if root.name.startswith(PREFIX) else sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX))
-    return sorted(p for s in sources for p in s.rglob("*") if p.is_file() and p.suffix.lower() in (".json", ".jsonl"))
+    if root.name.startswith(PREFIX):
+        return [(root.name, root)]
+    return [(p.name, p) for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith(PREFIX)]
+
+
+class UnknownLanguages:
+    """Language folders whose name is not in the language registry, with their record counts
+    per split. Passed to :func:`import_sources`, such folders are counted here and skipped (one
+    report line per language) instead of quarantining every record."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], dict[str, int]] = {}  # (folder name, source) -> split -> n
+        self.files: dict[str, int] = {}  # file -> records in it
+
+    def add(self, folder: str, source: str, split: str, file: str, n: int) -> None:
+        per_split = self.counts.setdefault((folder, source), {})
+        per_split[split] = per_split.get(split, 0) + n
+        self.files[file] = n
+
+    def by_language(self) -> dict[str, dict[str, int]]:
+        """folder name -> {source: records}."""
+        out: dict[str, dict[str, int]] = {}
+        for (folder, source), per_split in sorted(self.counts.items()):
+            out.setdefault(folder, {})[source] = sum(per_split.values())
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(self.files.values())
+
+    def report(self) -> list[str]:
+        """One line per unknown language: records per source and how to add it."""
+        lines = []
+        for folder, per_source in self.by_language().items():
+            total = sum(per_source.values())
+            detail = ", ".join(f"{s} {n}" for s, n in per_source.items())
+            lines.append(f"language folder {folder!r} is not in the language registry: {total} records skipped "
+                         f"({detail}); add it to LANGUAGES in globmed_jax/data/languages.py (ISO code, English "
+                         f"name, script, low_resource) to import them")
+        return lines
+
+
+def _known_language(name: str) -> bool:
+    try:
+        get_language(name)
+        return True
+    except KeyError:
+        return False
 
 
 def import_globmed(path: pathlib.Path, opts: ImportOptions) -> Iterator[Item]:
     """Yields records of every ``GlobMed_<Source>/<lang>/<split>.json[l]`` below ``path``."""
-    for file in _files(path):
-        source_dir, lang_dir = file.parent.parent, file.parent
-        source = source_dir.name
-        lang = resolve_language(opts.language or lang_dir.name)
-        split = normalize_split(opts.split or file.stem)
-        fm = field_map_for(opts.field_map, source)
-        given_family = fm.get("family", fm.get("task"))  # "task": the field map's older name
-        dataset, family = SOURCES.get(norm_source(source), (fm.get("dataset") or norm_source(source), given_family))
-        dataset = fm.get("dataset", dataset)
-        family = given_family or family
-        ctx = dict(dataset=dataset, language=lang, split=split)
-        if not source_dir.name.startswith(PREFIX):
-            yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx, file_level=True)
-            continue
-        if family is None:
-            known = ", ".join(sorted(SOURCES))
-            yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx, file_level=True)
-            continue
-        yield from guarded_file(
-            file, json_entries,
-            lambda items: _convert(file, items, dataset, family, lang, split, fm, opts), **ctx,
-        )
+    return import_sources(release_sources(path), opts)
+
+
+def import_sources(sources: Iterable[tuple[str, pathlib.Path]], opts: ImportOptions,
+                   unknown: UnknownLanguages | None = None) -> Iterator[Item]:
+    """Records of ``(source name, folder)`` pairs: ``folder`` holds ``<lang>/<split>.json[l]``
+    (a ``GlobMed_<Source>`` folder, or a hub snapshot named by its commit) or is one such file.
+
+    With ``unknown``, language folders not in the registry are counted there and skipped;
+    without it their records reach validation, which quarantines each one."""
+    for source, folder in sources:
+        files = [folder] if folder.is_file() else _release_files(folder)
+        for file in files:
+            yield from _import_file(file, source, opts, unknown)
+
+
+def _import_file(file: pathlib.Path, source: str, opts: ImportOptions,
+                 unknown: UnknownLanguages | None) -> Iterator[Item]:
+    lang_dir = file.parent
+    split = normalize_split(opts.split or file.stem)
+    fm = field_map_for(opts.field_map, source)
+    given_family = fm.get("family", fm.get("task"))  # "task": the field map's older name
+    dataset, family = SOURCES.get(norm_source(source), (fm.get("dataset") or norm_source(source), given_family))
+    dataset = fm.get("dataset", dataset)
+    family = given_family or family
+    if unknown is not None and opts.language is None and not _known_language(lang_dir.name):
+        try:
+            n = len(json_entries(file))
+        except Exception:  # unreadable: still one file-level entry, below, with the unknown name
+            n = None
+        if n is not None:
+            unknown.add(lang_dir.name, source, split, str(file), n)
+            return
+    lang = resolve_language(opts.language or lang_dir.name)
+    ctx = dict(dataset=dataset, language=lang, split=split)
+    if not source.startswith(PREFIX):
+        yield BadRecord(str(file), "file", "<path>", f"not in the {PREFIX}<Source>/<lang>/<split>.json layout", None, **ctx, file_level=True)
+        return
+    if family is None:
+        known = ", ".join(sorted(SOURCES))
+        yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx, file_level=True)
+        return
+    yield from guarded_file(
+        file, json_entries,
+        lambda items: _convert(file, items, dataset, family, lang, split, fm, opts), **ctx,
+    )
 
 
 def _convert(

@@ -243,7 +243,7 @@ def task_records_dataset(task: tasks.Task, split: str, *, seed: int, shuffle: bo
     Sharding after repeat takes every ``shard_count``-th element of the global stream, so the
     shards of one epoch are disjoint and together are the whole epoch."""
     shard_index, shard_count = _default_shard(shard_index, shard_count)
-    records = task.records(split)
+    records = tasks.pipeline_records(task, split)  # random access (ArrayRecord) or in memory
     if not records:
         raise ValueError(f"task {task.name!r} has no {split} records")
     ds = grain.MapDataset.source(records)

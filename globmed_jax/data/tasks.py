@@ -10,14 +10,18 @@ per-language multiplier (low-resource upweighting).
 
 Nothing registers at import. A config names a mixture; ``training.data.resolve_mixture`` turns the
 name into a value once, with ``named_mixture`` (GlobMed-mini variants, plain functions in
-``NAMED_MIXTURES``) or ``jsonl_mixture`` (a normalized JSONL tree), and hands the value to the
-pipeline, the held-out evaluation and the seqio bridge.
+``NAMED_MIXTURES``), ``jsonl_mixture`` (a normalized JSONL tree, read into memory in every
+process: for small data) or ``arrayrecord_mixture`` (the versioned TFDS ArrayRecord build of
+``data_pipelines.build --tfds``, read by index through a random-access source: each process and
+grain worker decodes only the records of its own shard), and hands the value to the pipeline, the
+held-out evaluation and the seqio bridge.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -25,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from globmed_jax.data import families, mini, records_io
 from globmed_jax.data.families import get_family
-from globmed_jax.data.schema import SPLITS, Record
+from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
 RecordSource = Callable[[str], Sequence[Record]]
 Preprocessor = Callable[[Record], Union[Record, None]]  # None drops the record
@@ -89,7 +93,24 @@ class Task:
         return list(_task_records(self, split))
 
     def num_examples(self, split: str = "train") -> int:
+        """Records of ``split``; read from the source's metadata (no record read) when the
+        source can count (``ArrayRecordSource``) and no preprocessor may drop records."""
+        counter = getattr(self.source, "num_examples", None)
+        if counter is not None and not self.preprocessors:
+            return int(counter(split))
         return len(_task_records(self, split))
+
+
+def pipeline_records(task: Task, split: str) -> Sequence[Record]:
+    """What the input pipeline indexes for ``task``: the source's random-access sequence
+    (``random_access(split)``: decoded on ``__getitem__``, picklable into grain workers) when it
+    has one and the task has no preprocessors, else the task's records in memory."""
+    if split not in task.splits:
+        raise ValueError(f"task {task.name!r} has splits {task.splits}, not {split!r}")
+    random_access = getattr(task.source, "random_access", None)
+    if random_access is not None and not task.preprocessors:
+        return random_access(split)
+    return task.records(split)
 
 
 @functools.lru_cache(maxsize=512)
@@ -371,4 +392,182 @@ def jsonl_mixture(directory: str | os.PathLike, name: str, temperature: float,
     """One task per (dataset, language) of a normalized JSONL tree, mixed with an mT5-style
     temperature rate."""
     tasks = jsonl_tasks(directory, find_jsonl_datasets(directory, languages))
+    return Mixture.of(name, tasks, rate_temperature(temperature))
+
+
+# ---------------------------------------------------------------------------------------------
+# The versioned TFDS ArrayRecord build (``data_pipelines.build --tfds``).
+# ---------------------------------------------------------------------------------------------
+
+ARRAYRECORD_BUILDER = "glob_med"  # = data_pipelines.tfds_builder.BUILDER_NAME
+ARRAYRECORD_TEXT_FIELDS = ("id", "source_id", "dataset", "language", "split", "family", "question", "answer")
+
+
+def _s(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def example_to_record(ex: Mapping[str, Any]) -> Record:
+    """A decoded TFDS example of the GlobMed build (bytes or str values, as ``as_data_source``
+    returns them) -> Record. ``""`` context / explanation stand for None."""
+    options = [_s(o) for o in ex["options"]]
+    return Record(
+        **{f: _s(ex[f]) for f in ARRAYRECORD_TEXT_FIELDS},
+        options=dict(zip(OPTION_LETTERS, options)),
+        context=_s(ex["context"]) or None,
+        explanation=_s(ex["explanation"]) or None,
+        meta=json.loads(_s(ex["meta_json"])),
+    )
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in name.split("."))
+
+
+def arrayrecord_root(data_dir: str | os.PathLike) -> pathlib.Path:
+    """``data_dir/glob_med`` (``data_dir`` = the ``--tfds`` data dir, ``OUT/tfds``) or, given
+    the build output ``OUT``, ``OUT/tfds/glob_med``."""
+    root = pathlib.Path(data_dir)
+    for cand in (root / ARRAYRECORD_BUILDER, root / "tfds" / ARRAYRECORD_BUILDER):
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError(f"no {ARRAYRECORD_BUILDER}/ TFDS build under {data_dir} (or {data_dir}/tfds); "
+                            "write one with `python -m data_pipelines.build ... --tfds`")
+
+
+def arrayrecord_dataset_dir(data_dir: str | os.PathLike, dataset: str, language: str,
+                            version: str | None = None) -> pathlib.Path:
+    """``<root>/<dataset>-<language>/<version>``; the highest prepared version when None."""
+    config = arrayrecord_root(data_dir) / f"{dataset}-{language}"
+    if version:
+        path = config / version
+    else:
+        versions = sorted((p.name for p in config.glob("*") if (p / "dataset_info.json").is_file()
+                           and all(c.isdigit() or c == "." for c in p.name)), key=_version_key)
+        if not versions:
+            raise FileNotFoundError(f"no prepared version of {dataset}-{language} under {config.parent}")
+        path = config / versions[-1]
+    if not (path / "dataset_info.json").is_file():
+        raise FileNotFoundError(f"{path} is not a prepared TFDS dataset (no dataset_info.json)")
+    return path
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_lengths(dataset_dir: str) -> dict[str, int]:
+    info = json.loads((pathlib.Path(dataset_dir) / "dataset_info.json").read_text(encoding="utf-8"))
+    return {s["name"]: sum(int(n) for n in s.get("shardLengths", ())) for s in info.get("splits", ())}
+
+
+class ArrayRecordRecords:
+    """Random-access ``Sequence[Record]`` over one split of the ArrayRecord build: ``len`` from
+    ``dataset_info.json``; ``[i]`` reads and decodes record ``i`` only (tensorflow_datasets'
+    ``ArrayRecordDataSource``, opened lazily, without TensorFlow). Pickles without its open
+    files, so every grain worker process opens its own."""
+
+    def __init__(self, dataset_dir: str | os.PathLike, split: str) -> None:
+        self.dataset_dir, self.split = str(dataset_dir), split
+        lengths = _split_lengths(self.dataset_dir)
+        if split not in lengths:
+            raise KeyError(f"{self.dataset_dir} has splits {sorted(lengths)}, not {split!r}")
+        self._len = lengths[split]
+        self._source: Any = None
+
+    def _open(self) -> Any:
+        if self._source is None:
+            import tensorflow_datasets as tfds  # lazy: the `data` extra; TensorFlow is not imported
+
+            self._source = tfds.builder_from_directory(self.dataset_dir).as_data_source(self.split)
+            if len(self._source) != self._len:
+                raise ValueError(f"{self.dataset_dir} {self.split}: {len(self._source)} records on disk, "
+                                 f"dataset_info.json says {self._len}")
+        return self._source
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> Record:
+        if not isinstance(index, (int,)) and not hasattr(index, "__index__"):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        index = int(index)
+        if not -self._len <= index < self._len:
+            raise IndexError(f"index {index} out of range for {self._len} records")
+        return example_to_record(self._open()[index % self._len])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dataset_dir": self.dataset_dir, "split": self.split, "_len": self._len, "_source": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"ArrayRecordRecords({self.dataset_dir!r}, {self.split!r}, n={self._len})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayRecordSource:
+    """Records of one (dataset, language) of the TFDS ArrayRecord build under ``data_dir``.
+    ``random_access(split)`` is what the pipeline indexes; calling the source reads the whole
+    split into memory (evaluation, small splits); ``num_examples`` reads only the metadata."""
+
+    data_dir: str
+    dataset: str
+    language: str
+    version: str | None = None
+
+    def dataset_dir(self) -> pathlib.Path:
+        return arrayrecord_dataset_dir(self.data_dir, self.dataset, self.language, self.version)
+
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLITS if s in _split_lengths(str(self.dataset_dir())))
+
+    def num_examples(self, split: str) -> int:
+        return _split_lengths(str(self.dataset_dir())).get(split, 0)
+
+    def random_access(self, split: str) -> ArrayRecordRecords:
+        return ArrayRecordRecords(self.dataset_dir(), split)
+
+    def __call__(self, split: str) -> list[Record]:
+        if split not in self.splits():
+            return []
+        records = self.random_access(split)
+        return [records[i] for i in range(len(records))]
+
+
+def find_arrayrecord_datasets(data_dir: str | os.PathLike,
+                              languages: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """``(dataset, language, family)`` of every prepared ``<dataset>-<language>`` with a train
+    split whose language is in ``languages``; the family is read from its first train record."""
+    found = []
+    for config in sorted(p for p in arrayrecord_root(data_dir).iterdir() if p.is_dir() and "-" in p.name):
+        dataset, language = config.name.rsplit("-", 1)
+        if language not in languages:
+            continue
+        source = ArrayRecordSource(str(data_dir), dataset, language)
+        if source.num_examples("train") == 0:
+            continue
+        found.append((dataset, language, source.random_access("train")[0].family))
+    if not found:
+        raise FileNotFoundError(f"no prepared <dataset>-<language> with a train split for {tuple(languages)} "
+                                f"under {data_dir}")
+    return tuple(found)
+
+
+def arrayrecord_tasks(data_dir: str | os.PathLike, datasets: Iterable[tuple[str, str, str]],
+                      prefix: str = "", version: str | None = None) -> tuple[Task, ...]:
+    """``<prefix><dataset>_<language>`` tasks over the ArrayRecord build, one per
+    ``(dataset, language, family)`` (the same names as ``jsonl_tasks``)."""
+    out = []
+    for dataset, language, family in datasets:
+        source = ArrayRecordSource(str(data_dir), dataset, language, version)
+        out.append(Task(name=f"{prefix}{dataset}_{language}", source=source,
+                        metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
+                        language=language, dataset=dataset, family=family))
+    return tuple(out)
+
+
+def arrayrecord_mixture(data_dir: str | os.PathLike, name: str, temperature: float,
+                        languages: Sequence[str]) -> Mixture:
+    """One task per (dataset, language) of the ArrayRecord build, mixed with an mT5-style
+    temperature rate (example counts from the build's metadata)."""
+    tasks = arrayrecord_tasks(data_dir, find_arrayrecord_datasets(data_dir, languages))
     return Mixture.of(name, tasks, rate_temperature(temperature))

@@ -53,7 +53,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.shuffle_seed = 0
     c.data.num_packing_bins = 0  # 0: the pipeline's default
     c.data.jsonl_dir = ""  # normalized GlobMed JSONL (data_pipelines.build output) for real runs
-    c.data.temperature = 1.0  # mixture temperature for data.jsonl_dir (mT5: n ** (1/T))
+    c.data.temperature = 1.0  # mixture temperature for data.jsonl_dir / arrayrecord_dir (mT5: n ** (1/T))
+    c.data.arrayrecord_dir = ""  # TFDS ArrayRecord build (data_pipelines.build --tfds): read by index, per shard
     c.data.mini_train_variants = 6  # GlobMed-mini: training items per fact and language
     c.data.mcqa_answer = "letter"  # multiple choice: reply with the "letter" or the "option_text"
 
@@ -204,6 +205,7 @@ class DataSection:
     temperature: float
     mini_train_variants: int
     mcqa_answer: str
+    arrayrecord_dir: str = ""
 
     def __post_init__(self):
         bad = [lang for lang in self.languages if lang not in LANGUAGES]

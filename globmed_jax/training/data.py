@@ -2,8 +2,11 @@
 grain pipeline.
 
 ``data.mixture`` is a GlobMed-mini name (``tasks.NAMED_MIXTURES``, or one GlobMed-mini task)
-built with this run's seed, languages and size, or, with ``data.jsonl_dir``, the name given to a
-temperature mixture over the normalized JSONL tree ``data_pipelines.build`` wrote there.
+built with this run's seed, languages and size; with ``data.arrayrecord_dir``, the name given to a
+temperature mixture over the versioned TFDS ArrayRecord build (``data_pipelines.build --tfds``;
+records are read by index, each process and grain worker only its own shard); or, with
+``data.jsonl_dir``, the same over the normalized JSONL tree (read into memory in every process:
+for small data).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ def mini_config(data: DataSection, seed: int) -> mini.MiniConfig:
 
 def resolve_mixture(data: DataSection, seed: int) -> tasks.Mixture:
     """The mixture ``data`` names, as a value (the only place a mixture name is looked up)."""
+    if getattr(data, "arrayrecord_dir", ""):
+        if data.jsonl_dir:
+            raise ValueError("set data.arrayrecord_dir or data.jsonl_dir, not both")
+        return tasks.arrayrecord_mixture(data.arrayrecord_dir, data.mixture, data.temperature, tuple(data.languages))
     if data.jsonl_dir:
         return tasks.jsonl_mixture(data.jsonl_dir, data.mixture, data.temperature, tuple(data.languages))
     return tasks.named_mixture(data.mixture, mini_config(data, seed))
