@@ -55,6 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.temperature = 1.0  # mixture temperature for data.jsonl_dir (mT5: n ** (1/T))
     c.data.mini_train_variants = 6  # GlobMed-mini: training items per fact and language
     c.data.mcqa_answer = "letter"  # multiple choice: reply with the "letter" or the "option_text"
+    c.data.objective = "sft"  # "sft" (chat-formatted records) or "lm" (plain text, e.g. base_corpus)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
@@ -175,6 +176,7 @@ class DataSection:
     temperature: float
     mini_train_variants: int
     mcqa_answer: str
+    objective: str = "sft"  # checked by data.pipeline.PipelineConfig
 
     def __post_init__(self):
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
