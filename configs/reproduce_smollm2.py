@@ -18,5 +18,6 @@ def get_config():
         "data.mixture": "globmed_mini_t3", "data.seq_len": 256,
         "train.steps": 40, "train.global_batch_size": 4, "train.peak_lr": 5e-4, "train.warmup_steps": 4,
         "checkpoint.every_steps": 20, "log.every_steps": 5,
+        "mesh.data": 1, "mesh.fsdp": 1, "mesh.tensor": 1,  # a one-device (CPU) run
         "eval.max_items_per_language": 0,  # the before / after report evaluates
     })
