@@ -56,9 +56,10 @@ reproduce: $(STAMP)
 
 # GlobMed-Bench on GlobMed-mini: the demo model and the real SmolLM2-135M (converted from GGUF).
 bench: $(STAMP)
-	test -f runs/demo/hf_export/config.json || $(PY) -m globmed_jax.train --config configs/demo.py
+# The demo model benchmarked is make demo's GlobMed fine-tune (runs/demo/globmed/hf_export).
+	test -f runs/demo/globmed/hf_export/config.json || $(MAKE) demo
 	test -f runs/smollm2_135m/config.json || $(PY) -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
-	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py
+	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py --config.models.demo.path=runs/demo/globmed/hf_export
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -97,7 +97,9 @@ def _quantiles(values: Sequence[float]) -> tuple[float, float]:
     v = v[~np.isnan(v)]
     if v.size == 0:
         return float("nan"), float("nan")
-    low, high = np.quantile(v, [0.025, 0.975])  # inf stays inf
+    # No interpolation between order statistics: an interval may end at inf (a zero base), and
+    # interpolating next to inf gives nan.
+    low, high = np.quantile(v, [0.025, 0.975], method="inverted_cdf")
     return float(low), float(high)
 
 
@@ -238,6 +240,7 @@ def compare_tables(records: Sequence[Record], base: ModelScores, tuned: ModelSco
         fig = paper_figures(_per_language(b, item_langs, languages), _per_language(t, item_langs, languages), languages)
         cis = paired_bootstrap(b, t, item_langs, languages)
         out["modes"][mode] = {"cells": cells, "figures": fig, "intervals": cis,
+                              "items": {"ids": [r.id for r in records], "base": b.tolist(), "tuned": t.tolist()},
                               "parse_failure_rate": {"base": base.parse_failure_rate[mode],
                                                      "tuned": tuned.parse_failure_rate[mode]}}
     return out
