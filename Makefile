@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+comma := ,
 PYTEST_ARGS ?= -n 2  # two workers: the suite stays under 15 minutes on 2 cores
 
-.PHONY: install demo test bench clean
+.PHONY: install demo reproduce test bench clean
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +21,45 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The paper in miniature (README "Demo"): a base model pretrained on a synthetic corpus rich in
+# high-resource languages, its GlobMed fine-tune (T=3), and one report comparing both under
+# option log-likelihood and generate-then-parse scoring. Each stage resumes when rerun.
+DEMO_ITEMS ?= 104
 demo: $(STAMP)
-	$(PY) -m globmed_jax.train --config configs/demo.py
+	$(PY) -m globmed_jax.train --config configs/demo_base.py
+	$(PY) -m globmed_jax.train --config configs/demo_globmed.py
+	$(PY) -m globmed_jax.training.demo_report compare --base runs/demo/base/hf_export \
+		--tuned runs/demo/globmed/hf_export --out runs/demo --items-per-language $(DEMO_ITEMS) \
+		--command-line "make demo"
+
+# The ablation (README "Reproduce"): the demo's base fine-tuned with proportional weighting (T=1),
+# temperature T=3 and an explicit low-resource multiplier (x4), 3 data-order seeds each; then
+# SmolLM2-135M before / after a short LoRA fine-tune on GlobMed-mini.
+SEEDS ?= 0 1 2
+REPRO_ITEMS ?= 104
+SMOL_ITEMS ?= 24
+reproduce: $(STAMP)
+	test -f runs/demo/base/hf_export/config.json || $(PY) -m globmed_jax.train --config configs/demo_base.py
+	for mix in globmed_mini globmed_mini_t3 globmed_mini_upweighted; do for seed in $(SEEDS); do \
+		$(PY) -m globmed_jax.train --config configs/reproduce.py --config.data.mixture=$$mix \
+			--config.data.shuffle_seed=$$seed --config.run_dir=runs/reproduce/$$mix/seed$$seed || exit 1; \
+	done; done
+	$(PY) -m globmed_jax.training.demo_report ablation --base runs/demo/base/hf_export --out runs/reproduce \
+		--items-per-language $(REPRO_ITEMS) --command-line "make reproduce" \
+		$(foreach mix,globmed_mini globmed_mini_t3 globmed_mini_upweighted,--setting "$(mix):$(subst $(eval) ,$(comma),$(foreach s,$(SEEDS),runs/reproduce/$(mix)/seed$(s)/hf_export))")
+	test -f runs/smollm2_135m/config.json || $(PY) -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
+	$(PY) -m globmed_jax.train --config configs/reproduce_smollm2.py
+	$(PY) -m globmed_jax.training.demo_report compare --base runs/smollm2_135m \
+		--tuned runs/reproduce/smollm2_lora/hf_export --out runs/reproduce/smollm2 --modes loglik \
+		--mcqa-answer letter --items-per-language $(SMOL_ITEMS) --batch-size 8 \
+		--title "SmolLM2-135M-Instruct before / after a short LoRA fine-tune on GlobMed-mini" --command-line "make reproduce"
 
 # GlobMed-Bench on GlobMed-mini: the demo model and the real SmolLM2-135M (converted from GGUF).
 bench: $(STAMP)
-	test -f runs/demo/hf_export/config.json || $(PY) -m globmed_jax.train --config configs/demo.py
+# The demo model benchmarked is make demo's GlobMed fine-tune (runs/demo/globmed/hf_export).
+	test -f runs/demo/globmed/hf_export/config.json || $(MAKE) demo
 	test -f runs/smollm2_135m/config.json || $(PY) -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
-	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py
+	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py --config.models.demo.path=runs/demo/globmed/hf_export
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -15,6 +15,12 @@ Batch contract (all ``[B, T]`` numpy arrays): ``inputs`` int32, ``targets`` int3
 ``loss_mask`` float32, ``segment_ids`` int32 (1, 2, .. per packed example, 0 = padding),
 ``positions`` int32 (restart at 0 per segment), ``language_ids`` int32 (index into
 ``PipelineConfig.languages``, -1 on padding).
+
+Plain next-token mode (``PipelineConfig.objective="lm"``, the base corpus of
+``data.base_corpus``): each task yields documents with ``text`` and ``language`` instead of
+Records; no chat template; ``ids = encode(text) + [end-of-text]``; ``loss_mask`` is 1 on every
+target (documents longer than ``seq_len + 1`` tokens are cut from the right and counted). Mixing,
+packing and the batch contract are the same.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from globmed_jax.models.tokenizer import pad_id as tokenizer_pad_id
 
 log = logging.getLogger(__name__)
 
+OBJECTIVES = ("sft", "lm")
 BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions", "language_ids")
 _PACKED_KEYS = ("inputs", "targets", "loss_mask", "language_ids")
 
@@ -69,6 +76,11 @@ class PipelineConfig:
     read_threads: int = 0
     end_of_turn: str | None = None
     prompt: PromptConfig = PromptConfig()
+    objective: str = "sft"  # "sft" (chat-formatted records, loss on answers) or "lm" (plain text)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +215,47 @@ class _Formatter:
         return features
 
 
+@dataclasses.dataclass(frozen=True)
+class _LMFormatter:
+    """Document -> plain next-token features: every target token carries loss (a picklable
+    callable for ``MapDataset.map``)."""
+
+    tokenizer: Any
+    task_name: str
+    task_index: int
+    language_id: int
+    max_tokens: int
+    end_of_turn: str | None
+    stats: TruncationStats | None
+
+    def __call__(self, document: Any) -> dict[str, np.ndarray]:
+        features = lm_features(document.text, self.tokenizer, self.language_id, max_tokens=self.max_tokens,
+                               end_of_text=self.end_of_turn)
+        if features.pop("truncated") and self.stats is not None:
+            self.stats.add(self.task_name)
+        features["task_index"] = np.int32(self.task_index)
+        return features
+
+
+def lm_features(text: str, tokenizer: Any, language_id: int, *, max_tokens: int | None = None,
+                end_of_text: str | None = None) -> dict[str, np.ndarray]:
+    """Next-token features of one plain-text document (no chat template): ``ids = encode(text) +
+    [end_of_text]`` (default the tokenizer's eos), cut to ``max_tokens``; ``loss_mask`` is 1 on
+    every target. Also ``truncated`` (a bool) for the caller's statistics."""
+    ids = list(tokenizer.encode(text, add_special_tokens=False)) + [end_of_turn_id(tokenizer, end_of_text)]
+    truncated = max_tokens is not None and len(ids) > max_tokens
+    ids = np.asarray(ids[:max_tokens] if truncated else ids, np.int32)
+    if len(ids) < 2:
+        raise ValueError(f"document {text!r} has fewer than 2 tokens")
+    return {
+        "inputs": ids[:-1],
+        "targets": ids[1:],
+        "loss_mask": np.ones(len(ids) - 1, np.float32),
+        "language_ids": np.full(len(ids) - 1, language_id, np.int32),
+        "truncated": truncated,
+    }
+
+
 def scan_truncation(config: PipelineConfig, tokenizer: Any) -> dict[str, int]:
     """Exact number of over-long records per task of the mixture (formats every record once)."""
     out = {}
@@ -269,8 +322,12 @@ def mixed_example_dataset(config: PipelineConfig, tokenizer: Any, *, shard_index
         task = by_name[name]
         if task.language not in lang_index:
             raise ValueError(f"task {name!r} has language {task.language!r}, not in config.languages {config.languages}")
-        formatter = _Formatter(tokenizer, name, all_names.index(name), lang_index[task.language],
-                               config.seq_len + 1, config.prompt, config.end_of_turn, stats)
+        if config.objective == "lm":
+            formatter = _LMFormatter(tokenizer, name, all_names.index(name), lang_index[task.language],
+                                     config.seq_len + 1, config.end_of_turn, stats)
+        else:
+            formatter = _Formatter(tokenizer, name, all_names.index(name), lang_index[task.language],
+                                   config.seq_len + 1, config.prompt, config.end_of_turn, stats)
         ds = task_records_dataset(task, config.split, seed=config.seed, shuffle=config.shuffle,
                                   num_epochs=config.num_epochs, shard_index=shard_index, shard_count=shard_count)
         read = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=4 * config.read_threads)

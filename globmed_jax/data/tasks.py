@@ -27,6 +27,7 @@ import os
 import pathlib
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
+from globmed_jax.data import base_corpus as corpus
 from globmed_jax.data import families, mini, records_io
 from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
@@ -326,11 +327,35 @@ def globmed_mini_t5(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
     return Mixture.of("globmed_mini_t5", globmed_mini_tasks(config), rate_temperature(5.0))
 
 
+def globmed_mini_t3(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """GlobMed-mini with temperature-3 sampling (the GlobMed recipes' T)."""
+    return Mixture.of("globmed_mini_t3", globmed_mini_tasks(config), rate_temperature(3.0))
+
+
 def globmed_mini_upweighted(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
     """GlobMed-mini, proportional, low-resource languages x ``LOW_RESOURCE_MULTIPLIER``."""
     low = {lang: LOW_RESOURCE_MULTIPLIER for lang in config.low_resource_languages()}
     return Mixture.of("globmed_mini_upweighted", globmed_mini_tasks(config),
                       with_language_multipliers(rate_proportional(), low))
+
+
+def base_corpus_tasks(config: corpus.BaseCorpusConfig = corpus.BaseCorpusConfig()) -> tuple[Task, ...]:
+    """One plain-text task per (kind, language) of the synthetic base corpus
+    (``data.base_corpus``), named ``base_corpus_<kind>_<lang>``; its records are
+    ``base_corpus.Document`` objects (train split only), read by the pipeline's "lm" objective."""
+    docs = corpus.documents(config)
+    present = {(d.kind, d.language) for d in docs}
+    return tuple(
+        Task(name=f"{corpus.DATASET}_{kind}_{lang}", source=corpus.CorpusSource(kind, lang, config),
+             output_features=("targets",), splits=("train",), language=lang, dataset=corpus.DATASET)
+        for lang in config.languages for kind in corpus.KINDS if (kind, lang) in present)
+
+
+def base_corpus(config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
+    """The synthetic base pretraining corpus for GlobMed-mini's languages, proportional to the
+    number of documents (so the corpus's own language imbalance is what the model sees)."""
+    cfg = corpus.BaseCorpusConfig(seed=config.seed, languages=config.languages, low_resource=config.low_resource)
+    return Mixture.of("base_corpus", base_corpus_tasks(cfg), rate_proportional())
 
 
 NAMED_MIXTURES: Mapping[str, Callable[[mini.MiniConfig], Mixture]] = {
@@ -339,15 +364,27 @@ NAMED_MIXTURES: Mapping[str, Callable[[mini.MiniConfig], Mixture]] = {
     "globmed_mini_upweighted": globmed_mini_upweighted,
 }
 
+# The demo's and the ablation's mixtures (``make demo`` / ``make reproduce``), looked up by
+# ``named_mixture`` after ``NAMED_MIXTURES``: the T=3 weighting of the GlobMed recipes and the
+# plain-text base corpus (train it with ``data.objective="lm"``; its records are Documents, so it
+# is not a seqio-style SFT mixture and stays out of ``NAMED_MIXTURES``).
+DEMO_MIXTURES: Mapping[str, Callable[[mini.MiniConfig], Mixture]] = {
+    "globmed_mini_t3": globmed_mini_t3,
+    "base_corpus": base_corpus,
+}
+
 
 def named_mixture(name: str, config: mini.MiniConfig = mini.MiniConfig()) -> Mixture:
-    """A mixture of ``NAMED_MIXTURES`` or a single GlobMed-mini task (``globmed_mini_mcqa_en``)."""
+    """A mixture of ``NAMED_MIXTURES`` or ``DEMO_MIXTURES``, or a single GlobMed-mini task
+    (``globmed_mini_mcqa_en``)."""
     if name in NAMED_MIXTURES:
         return NAMED_MIXTURES[name](config)
+    if name in DEMO_MIXTURES:
+        return DEMO_MIXTURES[name](config)
     for task in globmed_mini_tasks(config):
         if task.name == name:
             return single_task(task)
-    raise KeyError(f"unknown mixture {name!r}; named mixtures: {sorted(NAMED_MIXTURES)} "
+    raise KeyError(f"unknown mixture {name!r}; named mixtures: {sorted(NAMED_MIXTURES) + sorted(DEMO_MIXTURES)} "
                    f"(or a GlobMed-mini task such as {mini_task_name('mcqa', 'en')!r})")
 
 

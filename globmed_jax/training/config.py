@@ -57,6 +57,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.arrayrecord_dir = ""  # TFDS ArrayRecord build (data_pipelines.build --tfds): read by index, per shard
     c.data.mini_train_variants = 6  # GlobMed-mini: training items per fact and language
     c.data.mcqa_answer = "letter"  # multiple choice: reply with the "letter" or the "option_text"
+    c.data.objective = "sft"  # "sft" (chat-formatted records) or "lm" (plain text, e.g. base_corpus)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000
@@ -206,6 +207,7 @@ class DataSection:
     mini_train_variants: int
     mcqa_answer: str
     arrayrecord_dir: str = ""
+    objective: str = "sft"  # "sft" (chat-formatted answers) or "lm" (plain next-token loss)
 
     def __post_init__(self):
         bad = [lang for lang in self.languages if lang not in LANGUAGES]
@@ -216,6 +218,7 @@ class DataSection:
         _at_least("data.num_packing_bins", self.num_packing_bins, 0)  # 0: the pipeline's default
         _finite("data.temperature", self.temperature, low=0.0, low_open=True)
         _at_least("data.mini_train_variants", self.mini_train_variants, 1)
+        _fail(self.objective not in ("sft", "lm"), f"data.objective must be 'sft' or 'lm', got {self.objective!r}")
 
 
 @dataclasses.dataclass(frozen=True)
