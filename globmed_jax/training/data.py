@@ -24,7 +24,7 @@ def mini_config(data: DataSection, seed: int) -> mini.MiniConfig:
 
 def resolve_mixture(data: DataSection, seed: int) -> tasks.Mixture:
     """The mixture ``data`` names, as a value (the only place a mixture name is looked up)."""
-    if getattr(data, "arrayrecord_dir", ""):
+    if data.arrayrecord_dir:
         if data.jsonl_dir:
             raise ValueError("set data.arrayrecord_dir or data.jsonl_dir, not both")
         return tasks.arrayrecord_mixture(data.arrayrecord_dir, data.mixture, data.temperature, tuple(data.languages))
