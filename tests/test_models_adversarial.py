@@ -279,3 +279,15 @@ def test_failed_gguf_conversion_keeps_the_existing_export(tmp_path, monkeypatch,
     assert (out / "config.json").read_text() == '{"old": true}'
     assert (out / "model.safetensors").read_bytes() == b"old weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "tiny.gguf"]
+
+
+def test_float64_values_beyond_float32_are_refused(checkpoint):
+    # Finite in the file, inf after the cast to the float32 storage dtype.
+    st = checkpoint / "model.safetensors"
+    tensors = load_file(st)
+    name = "model.layers.1.mlp.up_proj.weight"
+    big = tensors[name].astype(np.float64)
+    big[0, 0] = 1e300
+    tensors[name] = big
+    save_file(tensors, st)
+    _refused(checkpoint, str(st), repr(name), "1e+300", "float32")

@@ -403,13 +403,13 @@ def from_pretrained(
     cfg = load_config(path, dtype=dtype, param_dtype=param_dtype, **config_overrides)
     index = _SafetensorsIndex(path)
     _check_checkpoint(cfg, index, path)
-    read = index.read if allow_nonfinite else functools.partial(_read_finite, index)
+    storage = cfg.weight_dtype
+    read = index.read if allow_nonfinite else functools.partial(_read_finite, index, storage=storage)
 
     abstract = abstract_model(cfg, mesh)
     graphdef, abs_state = nnx.split(abstract)
     flat_abs = dict(nnx.to_flat_state(abs_state))
     loaded: dict[tuple, Any] = {}
-    storage = cfg.weight_dtype
     for spec in param_table(cfg):
         var = flat_abs[spec.path]
         sharding = _target_sharding(var, mesh)
@@ -429,14 +429,22 @@ def from_pretrained(
     return model, cfg
 
 
-def _read_finite(index: _SafetensorsIndex, name: str) -> np.ndarray:
-    """The tensor, refused when it holds NaN or inf (they would silently poison every logit)."""
+def _read_finite(index: _SafetensorsIndex, name: str, storage: Any = None) -> np.ndarray:
+    """The tensor, refused when it holds NaN or inf, or values that become inf in the storage
+    dtype (a float64 1e300 cast to float32): either would silently poison every logit."""
     array = index.read(name)
+    where = f"{index.directory / index.infos[name].file}: tensor {name!r}"
     finite = np.isfinite(array)
     if not finite.all():
         bad = int(finite.size - np.count_nonzero(finite))
-        raise WeightFileError(f"{index.directory / index.infos[name].file}: tensor {name!r} has {bad} non-finite "
-                              f"value(s) of {array.size} (NaN/inf); pass allow_nonfinite=True to load it anyway")
+        raise WeightFileError(f"{where} has {bad} non-finite value(s) of {array.size} (NaN/inf); "
+                              f"pass allow_nonfinite=True to load it anyway")
+    if storage is not None and array.size and np.issubdtype(array.dtype, np.floating):
+        limit = float(jnp.finfo(storage).max)
+        largest = float(np.max(np.abs(array)))
+        if largest > limit:
+            raise WeightFileError(f"{where} holds {largest:.3g}, beyond the largest {jnp.dtype(storage).name} "
+                                  f"({limit:.3g}): it would load as inf; pass allow_nonfinite=True to load it anyway")
     return array
 
 
