@@ -36,14 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from globmed_jax.models.transformer import CausalLM, KVCache
+from globmed_jax.models.transformer import CACHE_AXES, CausalLM, KVCache
 from globmed_jax.sharding import logical_to_spec
 
 MIN_LENGTH_BUCKET = 16
 DEFAULT_BATCH_SIZE = 32
 
 _TOKEN_AXES = ("activation_batch", "activation_length")
-_CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
+# Layers of a decode step run unrolled: with the cache carried in place, the unrolled step moves
+# fewer bytes than the scanned one (TPU AOT figures in docs/performance.md). Prefill and scoring
+# keep the model's own setting.
+DECODE_SCAN_LAYERS = False
 
 __all__ = ["Decoder", "bucket_length", "batch_bucket", "MIN_LENGTH_BUCKET", "DEFAULT_BATCH_SIZE"]
 
@@ -120,9 +123,24 @@ def _prefill(graphdef, state, tokens, mask, *, cache_length: int):
     tokens = model.shard.constrain(tokens, _TOKEN_AXES)
     mask = model.shard.constrain(mask, _TOKEN_AXES)
     cache = model.init_cache(tokens.shape[0], cache_length)
-    out = model.forward(tokens, attention_mask=mask, cache=cache, compute_logits=False)
+    out = model.forward(tokens, attention_mask=mask, cache=cache, compute_logits=False, fresh_cache=True)
     first = jnp.argmax(_last_logits(model, out.hidden), axis=-1).astype(jnp.int32)
     return out.cache, first
+
+
+def decode_step(model: CausalLM, cache: KVCache, last: jax.Array,
+                scan_layers: bool | None = DECODE_SCAN_LAYERS) -> tuple[jax.Array, KVCache]:
+    """One greedy step: ``last [B]`` int32 -> (next token ``[B]`` int32, the cache with ``last``
+    written at ``cache.index``). The body of ``_decode_loop``; ``scripts/aot_report.py`` compiles
+    it alone (cache donated) to count the bytes one step moves."""
+    shard = model.shard
+    tokens = shard.constrain(last[:, None], _TOKEN_AXES)
+    res = model.forward(tokens, cache=cache, compute_logits=False, scan_layers=scan_layers)
+    tok = jnp.argmax(_last_logits(model, res.hidden), axis=-1).astype(jnp.int32)
+    # Keep the carried cache on its own sharding so the loop does not reshard every step.
+    new = res.cache
+    new = dataclasses.replace(new, k=shard.constrain(new.k, CACHE_AXES), v=shard.constrain(new.v, CACHE_AXES))
+    return tok, new
 
 
 def _decode_loop(graphdef, state, cache: KVCache, first, live, eos, max_new, pad_id, *, out_length: int):
@@ -141,7 +159,6 @@ def _decode_loop(graphdef, state, cache: KVCache, first, live, eos, max_new, pad
       donated input buffers can be reused in place instead of copied into the loop).
     """
     model = nnx.merge(graphdef, state)
-    shard = model.shard
     b = first.shape[0]
 
     def is_eos(tok):
@@ -157,15 +174,9 @@ def _decode_loop(graphdef, state, cache: KVCache, first, live, eos, max_new, pad
 
     def body(carry):
         step, cache, last, done, out = carry
-        tokens = shard.constrain(last[:, None], _TOKEN_AXES)
-        res = model.forward(tokens, cache=cache, compute_logits=False)
-        tok = jnp.argmax(_last_logits(model, res.hidden), axis=-1).astype(jnp.int32)
+        tok, new = decode_step(model, cache, last)
         tok = jnp.where(done, pad_id, tok)
         out = jax.lax.dynamic_update_slice(out, tok[:, None], (0, step))
-        # Keep the carried cache on its own sharding so the loop does not reshard every step.
-        new = res.cache
-        new = dataclasses.replace(new, k=shard.constrain(new.k, _CACHE_AXES),
-                                  v=shard.constrain(new.v, _CACHE_AXES))
         return step + 1, new, tok, done | is_eos(tok), out
 
     step, cache, _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(1), cache, first, done, out))

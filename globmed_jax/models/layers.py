@@ -6,11 +6,14 @@ K key/value heads, H head dim, F MLP width, V vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from globmed_jax.models.attention import attention
 from globmed_jax.models.config import ModelConfig, RopeScaling
 from globmed_jax.models.projection import Projection, param
 from globmed_jax.sharding import ShardingContext
@@ -73,6 +76,20 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq) -> jax.Array:
 # ------------------------------------------------------------------------------ Attention
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerCache:
+    """What one layer needs of the KV cache: the STACKED ``k, v [L,B,K,S,H]`` (updated in place,
+    never sliced out and stacked again), its layer ``layer`` (int when unrolled, traced int32
+    under scan), the write slot ``index`` (int32 scalar) and ``fresh``: True when the cache is
+    known to hold nothing yet (prefill), so attention runs over the new tokens only."""
+
+    k: jax.Array
+    v: jax.Array
+    layer: int | jax.Array
+    index: jax.Array
+    fresh: bool = False
+
+
 class Attention(nnx.Module):
     """Grouped-query attention with optional q/k RMSNorm (Qwen3) and q/k/v bias (Qwen2)."""
 
@@ -97,14 +114,15 @@ class Attention(nnx.Module):
         self,
         x: jax.Array,
         positions: jax.Array,
-        mask: jax.Array,
-        kv_cache: tuple[jax.Array, jax.Array] | None = None,
-        cache_index: jax.Array | None = None,
+        segments: tuple[jax.Array, jax.Array] | None,
+        cache: LayerCache | None = None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """x ``[B,T,D]``, positions ``[B,T]``, mask ``[B,1,T,S]`` bool (True = may attend).
+        """x ``[B,T,D]``, positions ``[B,T]``; ``segments`` = (q ``[B,T]``, kv ``[B,S]``) int32
+        segment ids (``models.attention`` semantics) or None for one causal segment per row.
 
-        With ``kv_cache`` (``k, v [B,S,K,H]``) the new keys/values are written at slots
-        ``cache_index .. cache_index+T`` and attention runs over the whole cache.
+        With ``cache`` the new keys/values are written IN PLACE into the stacked cache at
+        ``(cache.layer, :, :, cache.index : cache.index+T)`` (one dynamic_update_slice per layer;
+        under donation XLA reuses the buffer) and the stacked ``(k, v)`` come back.
         """
         cfg, dt = self.cfg, self.cfg.compute_dtype
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -112,17 +130,24 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, positions, self.inv_freq), apply_rope(k, positions, self.inv_freq)
         q = self.shard.constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+        # Heads-major [B,K,T,H]: the cache's layout, which the attention dots read untransposed.
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+        q_seg, kv_seg = segments if segments is not None else (None, None)
         new_cache = None
-        if kv_cache is not None:
-            k_cache, v_cache = kv_cache
-            start = (0, cache_index, 0, 0)
-            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
-            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
-            new_cache = (k, v)
-            k, v = k.astype(dt), v.astype(dt)
-        out = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, scale=cfg.head_dim**-0.5, implementation=cfg.attention_impl
-        )  # [B,T,N,H]
+        offset: int | jax.Array = 0
+        if cache is not None:
+            start = (cache.layer, 0, 0, cache.index, 0)
+            k_all = jax.lax.dynamic_update_slice(cache.k, k[None].astype(cache.k.dtype), start)
+            v_all = jax.lax.dynamic_update_slice(cache.v, v[None].astype(cache.v.dtype), start)
+            new_cache = (k_all, v_all)
+            if not cache.fresh:  # attend over the whole cache (what the slots before hold)
+                k = jax.lax.dynamic_index_in_dim(k_all, cache.layer, 0, keepdims=False).astype(dt)
+                v = jax.lax.dynamic_index_in_dim(v_all, cache.layer, 0, keepdims=False).astype(dt)
+                offset = cache.index
+            elif q_seg is not None:  # a fresh cache holds nothing before: self-attention only
+                kv_seg = q_seg
+        out = attention(q, k, v, q_seg, kv_seg, causal=True, q_offset=offset,
+                        scale=cfg.head_dim**-0.5, impl=cfg.attention_impl)  # [B,T,N,H]
         return self.o_proj(out), new_cache
 
 
@@ -152,8 +177,8 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, shard, rngs=rngs)
         self.shard = shard
 
-    def __call__(self, x, positions, mask, kv_cache=None, cache_index=None):
-        attn_out, new_cache = self.attn(self.input_norm(x), positions, mask, kv_cache, cache_index)
+    def __call__(self, x, positions, segments, cache: LayerCache | None = None):
+        attn_out, new_cache = self.attn(self.input_norm(x), positions, segments, cache)
         x = x + attn_out
         x = x + self.mlp(self.post_attn_norm(x))
         x = self.shard.constrain(x, ("activation_batch", "activation_length", "activation_embed"))

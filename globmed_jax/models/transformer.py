@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from globmed_jax.models.config import ModelConfig
-from globmed_jax.models.layers import RMSNorm, DecoderLayer
+from globmed_jax.models.layers import DecoderLayer, LayerCache, RMSNorm
 from globmed_jax.models.projection import param
 from globmed_jax.sharding import ShardingContext
 
@@ -24,9 +24,11 @@ from globmed_jax.sharding import ShardingContext
 class KVCache:
     """Preallocated key/value cache for all layers.
 
-    k, v: ``[L, B, S, K, H]``; valid: ``[B, S]`` True where a slot holds a real (non-pad) token;
-    index: int32 scalar, the next slot to write (all rows advance together, so batches are
-    left-padded).
+    k, v: ``[L, B, K, S, H]`` (heads before slots: the attention dots read a layer's slice as
+    it lies, without a transpose); valid: ``[B, S]`` True where a slot holds a real (non-pad)
+    token; index: int32 scalar, the next slot to write (all rows advance together, so batches
+    are left-padded). ``forward`` writes new tokens in place (one dynamic_update_slice per layer
+    into these stacked arrays), so a donated cache is never copied.
     """
 
     k: jax.Array
@@ -36,7 +38,7 @@ class KVCache:
 
     @property
     def max_length(self) -> int:
-        return self.k.shape[2]
+        return self.k.shape[3]
 
 
 @flax.struct.dataclass
@@ -48,6 +50,8 @@ class ModelOutput:
     cache: KVCache | None = None
     hidden_states: jax.Array | None = None  # [L+1, B, T, D]: embeddings then each layer's output
 
+
+CACHE_AXES = ("cache_layers", "cache_batch", "cache_kv_heads", "cache_length", "cache_head_dim")
 
 _REMAT_POLICIES = {
     "full": None,
@@ -103,8 +107,8 @@ class CausalLM(nnx.Module):
         """An empty cache; ``dtype`` defaults to the compute dtype."""
         cfg = self.cfg
         dtype = cfg.compute_dtype if dtype is None else dtype
-        shape = (cfg.num_layers, batch_size, max_length, cfg.num_kv_heads, cfg.head_dim)
-        axes = ("cache_layers", "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
+        shape = (cfg.num_layers, batch_size, cfg.num_kv_heads, max_length, cfg.head_dim)
+        axes = CACHE_AXES
         zeros = jnp.zeros(shape, dtype)
         if self.shard.mesh is not None:
             zeros = jax.device_put(zeros, self.shard.sharding(shape, axes))
@@ -130,6 +134,8 @@ class CausalLM(nnx.Module):
         cache: KVCache | None = None,
         return_hidden_states: bool = False,
         compute_logits: bool = True,
+        fresh_cache: bool = False,
+        scan_layers: bool | None = None,
     ) -> ModelOutput:
         """Runs the model.
 
@@ -139,19 +145,24 @@ class CausalLM(nnx.Module):
             ``attention_mask`` (padding) or the cache when omitted.
           segment_ids: ``[B,T]`` packed-sequence ids; tokens attend only within their segment.
           attention_mask: ``[B,T]`` 1 for real tokens, 0 for padding.
-          cache: a ``KVCache``; the new tokens are appended at ``cache.index``.
+          cache: a ``KVCache``; the new tokens are written in place at ``cache.index`` and attend
+            to every valid slot before them.
+          fresh_cache: the caller guarantees ``cache`` holds nothing yet (``index == 0``, as
+            ``init_cache`` makes it): attention then runs over the new tokens only (the
+            self-attention kernels, not the whole cache), which is what a prefill needs.
+          scan_layers: overrides ``cfg.scan_layers`` for this call (inference picks what measures
+            best, see docs/performance.md).
         """
         cfg = self.cfg
         b, t = tokens.shape
-        if attention_mask is None:
-            attention_mask = jnp.ones((b, t), bool)
-        attention_mask = attention_mask.astype(bool)
-        mask, positions, new_valid = self._mask_and_positions(
+        segments, positions, new_valid = self._segments_and_positions(
             b, t, positions, segment_ids, attention_mask, cache)
 
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
         x = self.shard.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
-        x, layer_caches, per_layer = self._run_layers(x, positions, mask, cache, return_hidden_states)
+        scan = cfg.scan_layers if scan_layers is None else scan_layers
+        x, layer_caches, per_layer = self._run_layers(x, positions, segments, cache, fresh_cache, scan,
+                                                      return_hidden_states)
         hidden = self.final_norm(x)
 
         new_cache = None
@@ -170,66 +181,73 @@ class CausalLM(nnx.Module):
 
     # ---------------------------------------------------------------------------- internals
 
-    def _mask_and_positions(self, b, t, positions, segment_ids, attention_mask, cache):
-        """Returns mask ``[B,1,T,S]``, positions ``[B,T]`` and the cache's new ``valid [B,S]``."""
+    def _segments_and_positions(self, b, t, positions, segment_ids, attention_mask, cache):
+        """Returns (q ``[B,T]``, kv ``[B,S]``) segment ids (``models.attention`` semantics: 0 =
+        padding) or None, positions ``[B,T]`` and the cache's new ``valid [B,S]``. No mask array
+        is built here: each attention kernel derives what it needs from the segment ids."""
+        mask = None if attention_mask is None else attention_mask.astype(bool)
         if cache is None:
-            q_idx = jnp.arange(t)[:, None]
-            k_idx = jnp.arange(t)[None, :]
-            mask = (k_idx <= q_idx)[None] & attention_mask[:, None, :]
             if segment_ids is not None:
-                mask &= segment_ids[:, :, None] == segment_ids[:, None, :]
+                seg = segment_ids.astype(jnp.int32) + 1  # so padding (0) is a segment of its own
+                seg = seg if mask is None else jnp.where(mask, seg, 0)
                 if positions is None:
                     positions = segment_positions(segment_ids)
+            else:
+                seg = None if mask is None else mask.astype(jnp.int32)
             if positions is None:
-                positions = padding_positions(attention_mask)
-            # Every query sees at least itself, so fully padded rows never softmax over nothing.
-            mask |= (k_idx == q_idx)[None]
-            return mask[:, None], positions, None
+                positions = (jnp.broadcast_to(jnp.arange(t), (b, t)) if mask is None
+                             else padding_positions(mask))
+            return (None if seg is None else (seg, seg)), positions, None
         if segment_ids is not None:
             raise ValueError("segment_ids (packing) cannot be combined with a KV cache")
+        if mask is None:
+            mask = jnp.ones((b, t), bool)
         s = cache.max_length
         slots = jnp.arange(s)[None, :]
-        q_slots = cache.index + jnp.arange(t)  # [T]
         written = (slots >= cache.index) & (slots < cache.index + t)  # [1,S]
-        new_tokens_valid = jax.lax.dynamic_update_slice(
-            jnp.zeros((b, s), bool), attention_mask, (0, cache.index))
+        new_tokens_valid = jax.lax.dynamic_update_slice(jnp.zeros((b, s), bool), mask, (0, cache.index))
         valid = jnp.where(written, new_tokens_valid, cache.valid)
-        mask = valid[:, None, :] & (slots[None] <= q_slots[None, :, None])  # [B,T,S]
-        mask |= slots[None] == q_slots[None, :, None]
         if positions is None:
             seen = jnp.sum(cache.valid.astype(jnp.int32), axis=1, keepdims=True)
-            positions = seen + jnp.cumsum(attention_mask.astype(jnp.int32), axis=1) - 1
-            positions = jnp.maximum(positions, 0)
-        return mask[:, None], positions, valid
+            positions = jnp.maximum(seen + jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
+        return (mask.astype(jnp.int32), valid.astype(jnp.int32)), positions, valid
 
-    def _run_layers(self, x, positions, mask, cache, keep_hidden):
+    def _run_layers(self, x, positions, segments, cache, fresh, scan, keep_hidden):
         graphdef, layer_state = nnx.split(self.layers)
         use_cache = cache is not None
-        cache_index = cache.index if use_cache else None
 
-        def one_layer(x, state, k, v):
+        def one_layer(x, state, k, v, i):
             layer = nnx.merge(graphdef, state)
-            x, new_kv = layer(x, positions, mask, (k, v) if use_cache else None, cache_index)
+            lc = LayerCache(k, v, i, cache.index, fresh) if use_cache else None
+            x, new_kv = layer(x, positions, segments, lc)
             return x, new_kv
 
-        if self.cfg.remat_policy != "none":
+        if self.cfg.remat_policy != "none" and not use_cache:  # remat only matters under grad
             one_layer = jax.checkpoint(one_layer, policy=_REMAT_POLICIES[self.cfg.remat_policy],
-                                       prevent_cse=not self.cfg.scan_layers)
+                                       prevent_cse=not scan)
 
-        def body(x, xs):
-            state, k, v = xs
-            x, new_kv = one_layer(x, state, k, v)
-            return x, (new_kv, x if keep_hidden else None)
-
+        # The stacked caches are CARRIED through the layers (not scanned over and re-stacked):
+        # each layer updates its slots in place and nothing copies the whole cache.
         ks = cache.k if use_cache else None
         vs = cache.v if use_cache else None
-        if self.cfg.scan_layers:
-            x, (new_kv, per_layer) = jax.lax.scan(body, x, (layer_state, ks, vs))
+        if scan:
+            def body(carry, xs):
+                x, ks, vs = carry
+                state, i = xs
+                x, new_kv = one_layer(x, state, ks, vs, i)
+                if use_cache:
+                    ks, vs = new_kv
+                return (x, ks, vs), (x if keep_hidden else None)
+
+            idx = jnp.arange(self.cfg.num_layers, dtype=jnp.int32)
+            (x, ks, vs), per_layer = jax.lax.scan(body, (x, ks, vs), (layer_state, idx))
         else:
             outs = []
             for i in range(self.cfg.num_layers):
-                xs = jax.tree.map(lambda a: a[i], (layer_state, ks, vs))
-                x, out = body(x, xs)
-                outs.append(out)
-            new_kv, per_layer = jax.tree.map(lambda *a: jnp.stack(a), *outs) if outs else (None, None)
-        return x, new_kv, per_layer
+                state = jax.tree.map(lambda a: a[i], layer_state)
+                x, new_kv = one_layer(x, state, ks, vs, i)
+                if use_cache:
+                    ks, vs = new_kv
+                outs.append(x)
+            per_layer = jnp.stack(outs) if keep_hidden and outs else None
+        return x, ((ks, vs) if use_cache else None), per_layer
