@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -174,7 +175,7 @@ def prefill_rows(cfg, mesh, spec: str) -> list[dict[str, Any]]:
 def train_rows(cfg, devices, seqs, batch, remat) -> list[dict[str, Any]]:
     from globmed_jax import sharding
     from globmed_jax.training.config import default_config, typed_config
-    from globmed_jax.training.loop import compile_step
+    from globmed_jax.training.loop import CompileOutOfMemoryError, compile_step
     from globmed_jax.training.metrics import flops_per_token
     from globmed_jax.training.optim import make_optimizer
     from globmed_jax.training.step import (ModelTemplate, abstract_train_state, jit_train_step,
@@ -198,8 +199,13 @@ def train_rows(cfg, devices, seqs, batch, remat) -> list[dict[str, Any]]:
         jitted = jit_train_step(step_fn, shardings, mesh, gb, seq)
         state = abstract_train_state(template, tx, shardings)
         t0 = time.perf_counter()
-        compiled = compile_step(jitted, state, gb, seq, mesh)
-        f = figures(compiled)
+        try:
+            f = figures(compile_step(jitted, state, gb, seq, mesh))
+        except CompileOutOfMemoryError as err:  # report what the compiler said it needed
+            need = re.search(r"HLO temporaries \(([0-9.]+)G\)", str(err))
+            f = dict(flops=float("nan"), bytes=float("nan"), args=float("nan"), alias=float("nan"),
+                     temp=float(need.group(1)) * GIB if need else float("nan"))
+            print(f"train seq {seq}: does not fit ({str(err).splitlines()[0][:160]})", flush=True)
         rows.append(dict(section=f"train ({cfg.num_layers} layers, remat {remat})",
                          shape=f"batch {batch}/device x {seq}", **f, ideal_bytes=float("nan"),
                          ideal_flops=flops_per_token(cfg, seq) * batch * seq, compile_s=time.perf_counter() - t0))

@@ -264,3 +264,35 @@ def test_smollm2_matches_hf_generate_and_stop_strings(smollm2):
     with torch.no_grad():
         logits = hf(torch.tensor([prompts[2]])).logits[0, -1].double()
     np.testing.assert_allclose(scores[2], torch.log_softmax(logits, -1)[letters].numpy(), atol=1e-4)
+
+
+def test_decode_step_updates_the_donated_cache_in_place():
+    """The compiled decode step aliases the whole donated cache (no per-step copy of it) and
+    writes the new token's keys exactly at ``cache.index`` of every layer, nothing else."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from globmed_jax.models import CausalLM, ModelConfig
+
+    cfg = ModelConfig(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=3,
+                      num_heads=4, num_kv_heads=2, head_dim=8, qk_norm=True, dtype="float32")
+    model = CausalLM(cfg, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    prompt = jnp.asarray([[5, 6, 7, 8], [0, 0, 9, 10]], jnp.int32)
+    mask = jnp.asarray([[1, 1, 1, 1], [0, 0, 1, 1]], jnp.int32)
+    cache = model.forward(prompt, attention_mask=mask, cache=model.init_cache(2, 16), fresh_cache=True).cache
+
+    def step(state, cache, last):
+        return decode.decode_step(nnx.merge(graphdef, state), cache, last)
+
+    last = jnp.asarray([3, 4], jnp.int32)
+    compiled = jax.jit(step, donate_argnums=(1,)).lower(state, cache, last).compile()
+    cache_bytes = cache.k.nbytes + cache.v.nbytes
+    assert compiled.memory_analysis().alias_size_in_bytes >= cache_bytes
+    before_k = np.asarray(cache.k)
+    _, new = compiled(state, cache, last)
+    after_k = np.asarray(new.k)
+    changed = np.any(after_k != before_k, axis=(1, 2, 4))  # [L, S]
+    assert changed[:, 4].all() and not np.delete(changed, 4, axis=1).any()
+    assert int(new.index) == 5

@@ -146,8 +146,12 @@ class Attention(nnx.Module):
                 offset = cache.index
             elif q_seg is not None:  # a fresh cache holds nothing before: self-attention only
                 kv_seg = q_seg
-        out = attention(q, k, v, q_seg, kv_seg, causal=True, q_offset=offset,
-                        scale=cfg.head_dim**-0.5, impl=cfg.attention_impl)  # [B,T,N,H]
+        # The kernel follows the devices the model is laid out on (an AOT compile for a TPU
+        # from a CPU host must pick splash), else the default backend.
+        mesh = self.shard.mesh
+        platform = mesh.devices.flat[0].platform if mesh is not None else None
+        out = attention(q, k, v, q_seg, kv_seg, causal=True, q_offset=offset, scale=cfg.head_dim**-0.5,
+                        impl=cfg.attention_impl, platform=platform)  # [B,T,N,H]
         return self.o_proj(out), new_cache
 
 
