@@ -68,3 +68,13 @@ def test_documented_zero_values_are_accepted():
     for overrides in ({"eval.every_steps": 0}, {"train.clip_norm": 0.0}, {"train.warmup_steps": 0},
                       {"train.end_lr_ratio": 0.0}, {"train.end_lr_ratio": 1.0}, {"train.weight_decay": 0.0}):
         validate(configured({"model.checkpoint": "/some/dir", **overrides}), num_devices=1)
+
+
+def test_data_objective_and_one_built_tree_are_checked_with_the_config():
+    from globmed_jax.training.config import ConfigError, configured
+
+    with pytest.raises(ConfigError, match=r"data\.objective"):
+        validate(configured({"model.checkpoint": "/some/dir", "data.objective": "rlhf"}), num_devices=1)
+    both = configured({"model.checkpoint": "/some/dir", "data.jsonl_dir": "a", "data.arrayrecord_dir": "b"})
+    with pytest.raises(ConfigError, match="not both"):
+        validate(both, num_devices=1)

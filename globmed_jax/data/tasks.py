@@ -397,12 +397,16 @@ def jsonl_tasks(directory: str | os.PathLike, datasets: Iterable[tuple[str, str,
                 prefix: str = "") -> tuple[Task, ...]:
     """``<prefix><dataset>_<language>`` tasks over normalized JSONL, one per
     ``(dataset, language, family)``."""
-    return tuple(
-        Task(name=f"{prefix}{dataset}_{language}",
-             source=JsonlSource(str(directory), dataset=dataset, language=language),
-             metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
-             language=language, dataset=dataset, family=family)
-        for dataset, language, family in datasets)
+    return tuple(_dataset_task(prefix, dataset, language, family,
+                               JsonlSource(str(directory), dataset=dataset, language=language))
+                 for dataset, language, family in datasets)
+
+
+def _dataset_task(prefix: str, dataset: str, language: str, family: str, source: RecordSource) -> Task:
+    """The ``<prefix><dataset>_<language>`` task of a built tree (JSONL or ArrayRecord)."""
+    return Task(name=f"{prefix}{dataset}_{language}", source=source,
+                metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
+                language=language, dataset=dataset, family=family)
 
 
 def find_jsonl_datasets(directory: str | os.PathLike,
@@ -593,13 +597,9 @@ def arrayrecord_tasks(data_dir: str | os.PathLike, datasets: Iterable[tuple[str,
                       prefix: str = "", version: str | None = None) -> tuple[Task, ...]:
     """``<prefix><dataset>_<language>`` tasks over the ArrayRecord build, one per
     ``(dataset, language, family)`` (the same names as ``jsonl_tasks``)."""
-    out = []
-    for dataset, language, family in datasets:
-        source = ArrayRecordSource(str(data_dir), dataset, language, version)
-        out.append(Task(name=f"{prefix}{dataset}_{language}", source=source,
-                        metric_fns=families.FAMILIES[family].metrics if family in families.FAMILIES else (),
-                        language=language, dataset=dataset, family=family))
-    return tuple(out)
+    return tuple(_dataset_task(prefix, dataset, language, family,
+                               ArrayRecordSource(str(data_dir), dataset, language, version))
+                 for dataset, language, family in datasets)
 
 
 def arrayrecord_mixture(data_dir: str | os.PathLike, name: str, temperature: float,

@@ -219,6 +219,7 @@ class DataSection:
         _finite("data.temperature", self.temperature, low=0.0, low_open=True)
         _at_least("data.mini_train_variants", self.mini_train_variants, 1)
         _fail(self.objective not in ("sft", "lm"), f"data.objective must be 'sft' or 'lm', got {self.objective!r}")
+        _fail(bool(self.arrayrecord_dir and self.jsonl_dir), "set data.arrayrecord_dir or data.jsonl_dir, not both")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,9 +24,7 @@ def mini_config(data: DataSection, seed: int) -> mini.MiniConfig:
 
 def resolve_mixture(data: DataSection, seed: int) -> tasks.Mixture:
     """The mixture ``data`` names, as a value (the only place a mixture name is looked up)."""
-    if data.arrayrecord_dir:
-        if data.jsonl_dir:
-            raise ValueError("set data.arrayrecord_dir or data.jsonl_dir, not both")
+    if data.arrayrecord_dir:  # DataSection refuses arrayrecord_dir together with jsonl_dir
         return tasks.arrayrecord_mixture(data.arrayrecord_dir, data.mixture, data.temperature, tuple(data.languages))
     if data.jsonl_dir:
         return tasks.jsonl_mixture(data.jsonl_dir, data.mixture, data.temperature, tuple(data.languages))
@@ -50,15 +48,21 @@ def pipeline_config(data: DataSection, mixture: tasks.Mixture, batch_size: int) 
         packing=data.packing,
         num_packing_bins=data.num_packing_bins or None,
         prompt=prompt_config(data),
+        objective=data.objective,
     )
 
 
-def corpus_texts(mixture: tasks.Mixture, fmt: prompts.PromptConfig) -> Iterator[str]:
-    """Every prompt and answer text of the mixture's training records (for training a BPE)."""
+def corpus_texts(data: DataSection, mixture: tasks.Mixture) -> Iterator[str]:
+    """Every text the model trains on (for training a BPE): the documents' text for
+    ``objective="lm"``, otherwise each record's prompt and answer in the run's format."""
+    fmt = prompt_config(data)
     for task in mixture.tasks().values():
-        for record in task.records("train"):
-            yield prompts.user_message(record, fmt)
-            yield prompts.answer_target(record, fmt)
+        for item in task.records("train"):
+            if data.objective == "lm":
+                yield item.text
+            else:
+                yield prompts.user_message(item, fmt)
+                yield prompts.answer_target(item, fmt)
 
 
 def globmed_iterator(pipeline: PipelineConfig, tokenizer: Any, process_index: int,

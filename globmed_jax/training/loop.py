@@ -260,7 +260,7 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     started = time.perf_counter()
     mixture = mixture or train_data.resolve_mixture(typed.data, typed.seed)
     tokenizer = build_tokenizer(
-        typed, run_dir, lambda: train_data.corpus_texts(mixture, train_data.prompt_config(typed.data)))
+        typed, run_dir, lambda: train_data.corpus_texts(typed.data, mixture))
     log.info("tokenizer ready: %d tokens (%.1f s)", len(tokenizer), time.perf_counter() - started)
     if data_factory is not None:
         iterator = data_factory(config, tokenizer, jax.process_index(), jax.process_count())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any, Sequence
 import ml_collections
 
 from globmed_jax.data import prompts
-from globmed_jax.data.pipeline import make_train_iterator
 from globmed_jax.data.tasks import Mixture
 from globmed_jax.data.schema import Record
 from globmed_jax.decode import Decoder
@@ -81,35 +79,13 @@ def make_eval_fn(typed: TrainingConfig, mixture: Mixture):
     return eval_fn, records
 
 
-def lm_data_factory(typed: TrainingConfig, mixture: Mixture):
-    """``data_factory`` for ``train``: the plain next-token pipeline (``objective="lm"``) over
-    ``mixture``'s documents, with the run's sequence length, packing and shuffle seed."""
-
-    def factory(config, tokenizer, process_index: int, process_count: int):
-        pipeline = train_data.pipeline_config(typed.data, mixture, typed.train.global_batch_size // process_count)
-        pipeline = dataclasses.replace(pipeline, objective="lm")
-        return make_train_iterator(pipeline, tokenizer, shard_index=process_index, shard_count=process_count)
-
-    return factory
-
-
-def run_lm(config: ml_collections.ConfigDict, typed: TrainingConfig, mixture: Mixture) -> dict[str, Any]:
-    """Plain next-token pretraining (``data.objective="lm"``, e.g. the demo's base model on
-    ``base_corpus``): no held-out evaluation (the mixture has no test split). A BPE tokenizer
-    is trained on the documents' text and saved where the loop loads a run's tokenizer from."""
-    if typed.tokenizer.kind == "bpe":
-        from globmed_jax.training.bpe import load_or_train_bpe
-
-        texts = (doc.text for task in mixture.tasks().values() for doc in task.records("train"))
-        load_or_train_bpe(Path(config.run_dir).absolute() / "tokenizer", texts, typed.tokenizer.vocab_size)
-    return train(config, data_factory=lm_data_factory(typed, mixture), mixture=mixture)
-
-
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     typed = typed_config(config)
     mixture = train_data.resolve_mixture(typed.data, typed.seed)
     if typed.data.objective == "lm":
-        return run_lm(config, typed, mixture)
+        # Plain next-token pretraining (e.g. the demo's base model on base_corpus): the mixture
+        # has no closed-form test items, so there is no held-out evaluation.
+        return train(config, mixture=mixture)
     eval_fn, records = make_eval_fn(typed, mixture) if typed.eval.max_items_per_language > 0 else (None, [])
     summary = train(config, eval_fn=eval_fn, mixture=mixture)
     if summary.get("eval"):
