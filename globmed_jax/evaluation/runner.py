@@ -627,7 +627,8 @@ def _shot_pools(config: Any, cells: Mapping[tuple[str, str], Sequence[Record]]) 
     data = config.data
     if data.shots_split in (data.split, "test"):
         raise ValueError(f"data.shots_split={data.shots_split!r}: few-shot examples must not come from the "
-                         f"evaluated split ({data.split!r}) or from test; use the dev split ('validation')")
+                         f"evaluated split ({data.split!r}) or from test; use the dev split ('validation', the default) "
+                         "or 'train' when validation is the evaluated split")
     evaluated = {(r.dataset, r.source_id) for recs in cells.values() for r in recs}
     by_dataset: dict[str, list[Record]] = defaultdict(list)
     for r in load_records(data, data.shots_split):
