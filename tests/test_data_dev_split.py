@@ -66,7 +66,8 @@ def test_dev_split_carved_seeded_disjoint_and_accounted(tmp_path):
     ranked = sorted(train_recs, key=lambda x: rank_key(0, x))
     assert set(dev) == {x.id for x in ranked[:n_dev]}
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert m["dev_split"]["seed"] == 0 and m["dev_split"]["carved"] == {"medqa/en": {"dev": n_dev, "train": 240 - n_dev}}
+    assert m["dev_split"]["seed"] == 0
+    assert m["dev_split"]["carved"] == {"medqa/en": {"dev": n_dev, "train": 240 - n_dev}}
     assert m["outputs"] == {"medqa/en/test.jsonl": 40, "medqa/en/train.jsonl": 240 - n_dev,
                             "medqa/en/validation.jsonl": n_dev}
     for f in m["files"]:  # per input file: records seen = kept + quarantined still holds
