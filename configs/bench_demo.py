@@ -23,6 +23,10 @@ def get_config():
     c.data.source = "mini"
     c.data.split = "test"
     c.open_qa_max_new_tokens = 32  # GlobMed-mini's open answers are single terms
+    # Every closed-form cell in both formulations (letter; cloze with acc and per-character
+    # acc_norm); the leaderboard adds them and the OLMES best-of per model. k-shot prompts
+    # (--config.num_shots=3) draw their shots from GlobMed-mini's validation (dev) split.
+    c.formulations = ("letter", "cloze")
     c.models.demo = model_spec(
         "runs/demo/hf_export", setup="python -m globmed_jax.train --config configs/demo.py",
         dtype="float32", param_dtype="float32", mcqa_answer="option_text")  # as configs/demo.py trains it

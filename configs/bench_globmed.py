@@ -23,6 +23,7 @@ def get_config():
     c.data.source = "jsonl"
     c.data.path = "data/globmed"  # <dataset>/<language>/<split>.jsonl from python -m data_pipelines.build
     c.data.split = "test"
+    c.formulations = ("letter", "cloze")  # both formulations per closed cell (evaluation/formulations.py)
     # Qwen3 chat templates think by default; closed-form scoring wants the answer directly.
     qwen3 = dict(setup=_HINT, enable_thinking="false")
     c.models.qwen3_1_7b = model_spec("checkpoints/Qwen3-1.7B", **qwen3)

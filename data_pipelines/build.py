@@ -4,6 +4,7 @@
         [--language en] [--split test] [--strict] [--tfds] [--field-map JSON_OR_FILE]
     python -m data_pipelines.build --format globmed --input hf://ruiyang-medinfo/GlobMed_MedQA --output out/g
     python -m data_pipelines.build --format globmed --input hf://globmed --output out/g   # all 10 sources
+        [--dev-seed 0] [--no-dev-split]
 
 ``--input hf://org/name[@revision]`` (several, or ``hf://globmed`` for the whole collection)
 downloads dataset repositories through huggingface_hub (``data_pipelines/hub.py``; HF_HOME,
@@ -12,10 +13,16 @@ folders not in the language registry are skipped and reported once each with the
 (``--unknown-languages quarantine`` quarantines their records instead, the default for local input).
 
 Writes ``OUT/<dataset>/<language>/<split>.jsonl``, ``OUT/quarantine.jsonl``,
-``OUT/manifest.json`` (per input file: size, sha256, records seen = kept + quarantined, lost)
-and, with ``--tfds``, ArrayRecord TFDS datasets under ``OUT/tfds``. Every file is written under
+``OUT/manifest.json`` (per input file: size, sha256, records seen = kept + quarantined, lost;
+``dev_split``: its seed, size rule and the records carved per cell) and, with ``--tfds``,
+ArrayRecord TFDS datasets under ``OUT/tfds``. Every file is written under
 a temporary name and renamed into place. Use one output directory per run: files are
 overwritten, not appended; an output that overlaps the input is refused.
+
+Every (dataset, language) whose source has no validation split gets a dev split carved from its
+train file (``data_pipelines/dev_split.py``: seeded by source id, 5% with at least 5 and at most
+100 records, from 50 train records on; train keeps the rest), for the bench's few-shot prompts.
+The printed table counts the records per split as written; the per-file table is unaffected.
 
 Exit status: 0; 1 when records were lost (a file that could not be split into records) or,
 with ``--strict``, when anything was quarantined; 2 for bad arguments.
@@ -32,13 +39,13 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
-from data_pipelines import hub
+from data_pipelines import dev_split, hub
 from data_pipelines.importers import FORMATS, ImportOptions, import_path
 from data_pipelines.importers.globmed import UnknownLanguages, import_sources, release_sources
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import QuarantineWriter
-from globmed_jax.data.records_io import RecordWriter, atomic_open
+from globmed_jax.data.records_io import RecordWriter, atomic_open, record_path
 from data_pipelines.validate import Counts, ValidationError, run_validation
 
 log = logging.getLogger("data_pipelines.build")
@@ -74,7 +81,8 @@ def tool_version() -> str:
 
 
 def manifest(fmt: str, input_path: Any, counts: Counts, outputs: dict[str, int],
-             sources: Sequence[hub.HubSource] = (), unknown: UnknownLanguages | None = None) -> dict[str, Any]:
+             sources: Sequence[hub.HubSource] = (), unknown: UnknownLanguages | None = None,
+             dev: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the build read and wrote, per input file: bytes, sha256, records seen / kept /
     quarantined, lost (0, or null = unknown because the file could not be split into records)."""
     files = []
@@ -100,6 +108,8 @@ def manifest(fmt: str, input_path: Any, counts: Counts, outputs: dict[str, int],
         out["hub"] = [{"repo_id": s.repo_id, "revision": s.revision, "commit": s.commit} for s in sources]
     if unknown is not None:
         out["unknown_languages"] = unknown.by_language()
+    if dev is not None:
+        out["dev_split"] = dev
     return out
 
 
@@ -122,6 +132,7 @@ def build(
     tfds: bool = False,
     progress: bool | None = None,
     unknown_languages: str | None = None,
+    dev: dev_split.DevSplitConfig = dev_split.DevSplitConfig(),
 ) -> Counts:
     """Imports ``input_path`` with the ``fmt`` importer into ``output_dir``; returns the counts.
 
@@ -130,7 +141,8 @@ def build(
     ``data_pipelines.hub``. ``unknown_languages`` (``--format globmed`` only): ``"report"``
     skips language folders not in the registry and reports them once each (logged, in
     ``manifest.json`` and in ``Counts.unknown_languages``); ``"quarantine"`` quarantines each of
-    their records. Default: report for hub input, quarantine for local input.
+    their records. Default: report for hub input, quarantine for local input. ``dev``: how the
+    dev split is carved from train where the source has none (``dev_split.DevSplitConfig``).
 
     Every input record is read and accounted for; outputs, quarantine and manifest are always
     written whole. Raises BuildError when the output overlaps the input, and, in strict mode
@@ -166,8 +178,15 @@ def build(
     counts.unknown_languages = unknown  # type: ignore[attr-defined]
     for line in unknown.report() if unknown else ():
         log.warning("%s", line)
-    outputs = {str(path.relative_to(out)): writer.counts[key] for key, path in sorted(writer.paths.items())}
-    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs, sources, unknown))
+    written = dict(writer.counts)
+    carved = dev_split.carve(out, written, dev)
+    for name, n in carved["carved"].items():  # records moved from train to dev, per split as written
+        dataset, language = name.split("/")
+        for split, delta in ((dev_split.SOURCE_SPLIT, -n["dev"]), (dev_split.DEV_SPLIT, n["dev"])):
+            written[(dataset, language, split)] = written.get((dataset, language, split), 0) + delta
+            counts.kept[(dataset, language, split)] += delta
+    outputs = {str(record_path(pathlib.Path(""), *key)): n for key, n in sorted(written.items())}
+    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs, sources, unknown, carved))
     if strict and counts.first_bad is not None:
         raise ValidationError(f"{counts.first_bad.describe()} ({counts.total_quarantined} quarantined in all)")
     if tfds and counts.total_kept:
@@ -210,6 +229,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="globmed: language folders not in the registry are skipped and reported once each "
                         "(report; default for hf:// input) or every record is quarantined (quarantine; default "
                         "for local input)")
+    p.add_argument("--dev-seed", type=int, default=0, help="seed of the dev split carved from train (default 0)")
+    p.add_argument("--no-dev-split", action="store_true",
+                   help="write the source splits only (no dev split carved from train)")
     return p
 
 
@@ -229,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         counts = build(args.format, source, args.output, options, tfds=args.tfds,
-                       progress=False if args.no_progress else None, unknown_languages=args.unknown_languages)
+                       progress=False if args.no_progress else None, unknown_languages=args.unknown_languages,
+                       dev=dev_split.DevSplitConfig(seed=args.dev_seed, enabled=not args.no_dev_split))
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

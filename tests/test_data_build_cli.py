@@ -35,7 +35,9 @@ def test_build_and_stats_on_real_samples(shared_data, tmp_path):
     out = tmp_path / "out"
     r = cli("data_pipelines.build", "--format", "pubmedqa", "--input", str(shared_data / "pubmedqa"), "--output", str(out / "pubmedqa"))
     assert r.returncode == 0, r.stderr
-    assert table_rows(r.stdout) == {("pubmedqa", "en", "test"): ["158", "0"], ("pubmedqa", "en", "train"): ["142", "0"]}
+    # 142 train items: 8 of them (5%, rounded up) carved into the dev split (data_pipelines/dev_split.py).
+    assert table_rows(r.stdout) == {("pubmedqa", "en", "test"): ["158", "0"], ("pubmedqa", "en", "train"): ["134", "0"],
+                                    ("pubmedqa", "en", "validation"): ["8", "0"]}
     r = cli("data_pipelines.build", "--format", "mmlu", "--input", str(shared_data / "mmlu_clinical_afr"), "--output", str(out / "mmlu"))
     assert r.returncode == 0, r.stderr
     quarantine_file = out / "mmlu/quarantine.jsonl"

@@ -199,3 +199,20 @@ def test_test_split_answerable_from_train_knowledge(data):
     en, sw = accuracy("en"), accuracy("sw")
     assert en > 0.6
     assert 0.25 < sw < en
+
+
+def test_validation_split_is_its_own_items(data):
+    """The dev split (few-shot shots): its own source items in every language, none of them a
+    train or test item, and train/test exactly as without it."""
+    dev = data["validation"]
+    assert mini.counts(dev) == {(lang, f, "validation"): N_FACTS * CFG.dev_variants
+                                for lang in DEFAULT_LANGUAGES for f in mini.FAMILIES}
+    dev_sources = {r.source_id for r in dev}
+    assert all("/validation/" in s for s in dev_sources)
+    assert not dev_sources & {r.source_id for r in data["train"] + data["test"]}
+    assert not {r.id for r in dev} & {r.id for r in data["train"] + data["test"]}
+    for r in dev:  # valid items of their family
+        if r.family == "mcqa":
+            assert r.answer in r.options and len(r.options) == CFG.num_options
+    letters = collections.Counter(r.answer for r in dev if r.family == "mcqa" and r.language == "en")
+    assert len(letters) == CFG.num_options  # answer letters cycle in dev too

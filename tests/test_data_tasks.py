@@ -51,7 +51,9 @@ def test_globmed_mini_tasks_and_named_mixtures():
     with pytest.raises(KeyError, match="no_such_mixture"):
         tasks.named_mixture("no_such_mixture")
     with pytest.raises(ValueError, match="splits"):
-        t.records("validation")
+        t.records("dev")
+    # The dev (validation) split for few-shot prompts: every language, dev_variants per fact.
+    assert t.num_examples("validation") == len(mini.FACTS) * CFG.dev_variants
 
 
 def test_mixtures_are_values_built_from_the_config():

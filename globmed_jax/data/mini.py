@@ -21,6 +21,9 @@ Design, so that a tiny model trained on it shows measurable, interpretable effec
 * every item exists in every language with the same ``source_id`` (aligned translations);
 * train counts are imbalanced on purpose: low-resource languages get a seeded subset
   (``low_resource_fraction``, default 15%) of the source items, the same subset in each of them;
+* a ``validation`` (dev) split for few-shot prompts: ``dev_variants`` new items per fact, every
+  language, training phrasings, source ids of their own (``.../validation/...``), so its shots
+  are neither train nor test items (train and test are unchanged by it);
 * test items use phrasings held out from training (the last template of every template list
   of three or more), so test accuracy measures knowledge of the facts, not memorised phrasings.
   Two-entry lists (the yes/no/maybe clinical notes) are shared by both splits: one training
@@ -50,7 +53,7 @@ from globmed_jax.data.schema import NLI_LABELS, OPTION_LETTERS, YES_NO_MAYBE, Re
 
 DATASET_PREFIX = "globmed_mini"
 FAMILIES = NAMES
-MINI_SPLITS = ("train", "test")
+MINI_SPLITS = ("train", "validation", "test")
 RELATIONS = ("drug", "organism", "organ", "sign")
 
 # Column order of every term / template table below.
@@ -488,14 +491,16 @@ def template_ids(n: int, split: str) -> tuple[int, ...]:
 class MiniConfig:
     """Sizes per (language, family): train = len(FACTS) * train_variants for high-resource
     languages and ``round(low_resource_fraction *`` that ``)`` for low-resource ones; test =
-    len(FACTS) * test_variants for every language (balanced, for fair evaluation). open_qa has
-    ``items_per_fact`` instead of the variants (2 train, 1 test)."""
+    len(FACTS) * test_variants for every language (balanced, for fair evaluation); validation =
+    len(FACTS) * dev_variants for every language (every family, open_qa included). open_qa has
+    ``items_per_fact`` instead of the variants in train and test (2 train, 1 test)."""
 
     seed: int = 0
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     families: tuple[str, ...] = FAMILIES
     train_variants: int = 6
     test_variants: int = 2
+    dev_variants: int = 1
     low_resource_fraction: float = 0.15
     low_resource: tuple[str, ...] | None = None  # None: the registry's low-resource ones
     num_options: int = 4
@@ -573,7 +578,8 @@ def _nli_spec(c: _ItemContext) -> _Spec:
 
 
 def _open_qa_spec(c: _ItemContext) -> _Spec:  # item k asks with the k-th phrasing of the split
-    return _Spec(c.fact, c.k, c.fact.answer, {"open_question": template_ids(len(c.lt.open_question), c.split)[c.k]})
+    ids = template_ids(len(c.lt.open_question), c.split)  # (validation may ask for more items than phrasings)
+    return _Spec(c.fact, c.k, c.fact.answer, {"open_question": ids[c.k % len(ids)]})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -663,7 +669,9 @@ def _family_items(family: str) -> _FamilyItems:
 
 def _spec(family: str, fact: Fact, fact_index: int, k: int, split: str, cfg: MiniConfig) -> _Spec:
     rng = random.Random(f"{cfg.seed}|{family}|{split}|{fact.id}|{k}")
-    cycle = fact_index + (k if split == "train" else cfg.train_variants + k)
+    # A distinct label / letter cycle per split, so validation items differ from train and test ones.
+    offset = {"train": 0, "test": cfg.train_variants, "validation": cfg.train_variants + cfg.test_variants}[split]
+    cycle = fact_index + offset + k
     others = [t for t in _rel_terms(fact.relation) if t != fact.answer]
     context = _ItemContext(fact, k, split, cfg, rng, cycle, others, TEMPLATES["en"])
     return _family_items(family).spec(context)
@@ -702,7 +710,9 @@ def _render(family: str, spec: _Spec, language: str, split: str, source_id: str)
 
 def items_per_fact(family: str, split: str, cfg: MiniConfig) -> int:
     """Source items per fact: the configured variants, except for a family with one item per
-    phrasing of the split (open_qa)."""
+    phrasing of the split (open_qa); validation: ``dev_variants`` for every family."""
+    if split == "validation":
+        return cfg.dev_variants
     if _family_items(family).one_item_per_phrasing:
         return len(template_ids(len(TEMPLATES["en"].open_question), split))
     return cfg.train_variants if split == "train" else cfg.test_variants
@@ -746,7 +756,7 @@ def _generate(cfg: MiniConfig, split: str) -> tuple[Record, ...]:
 
 
 def generate(config: MiniConfig = MiniConfig(), split: str = "train") -> list[Record]:
-    """All GlobMed-mini records of ``split`` ("train" or "test"), ordered by family, language, item.
+    """All GlobMed-mini records of ``split`` (``MINI_SPLITS``), ordered by family, language, item.
 
     Deterministic for a config (cached: repeated calls are cheap and return equal lists)."""
     return list(_generate(config, split))

@@ -37,10 +37,14 @@ def default_config() -> ConfigDict:
     c = ConfigDict()
     c.out_dir = "runs/bench"
     c.mode = "loglik"  # "loglik" | "generate" (local models; API models always generate)
-    c.num_shots = 0  # k-shot examples from data.shots_split, as earlier chat turns
+    c.num_shots = 0  # k-shot examples from data.shots_split (never test), as earlier chat turns
     c.instruction_language = "en"  # "en" | "native" (the item's language)
     c.system_prompt = ""
     c.mcqa_answer = "letter"  # "letter" (reply with the option letter) | "option_text" (its text)
+    # Closed-form cells are also scored in these formulations (evaluation/formulations.py:
+    # "letter", "cloze" = option text, with acc and per-character acc_norm); () = only the
+    # model's mcqa_answer. The row's accuracy stays that of the model's mcqa_answer.
+    c.formulations = ()
     c.batch_size = 32
     c.max_new_tokens = 16  # closed-form answers (generate mode, API models)
     c.open_qa_max_new_tokens = 128  # free-text answers
@@ -55,7 +59,8 @@ def default_config() -> ConfigDict:
         source="mini",  # "mini" (GlobMed-mini, synthetic) | "jsonl" (normalized JSONL dir)
         path="",  # the JSONL directory (<dataset>/<language>/<split>.jsonl)
         split="test",
-        shots_split="train",
+        shots_split="validation",  # the dev split (data build / GlobMed-mini); never the eval split
+        shots_seed=0,  # seeds the shot choice (prompting.select_shots), the same for every model
         datasets=(),  # () = every dataset found
         languages=tuple(DEFAULT_LANGUAGES),
         max_per_cell=0,  # 0 = all items; N = the first N by source_id (aligned across languages)

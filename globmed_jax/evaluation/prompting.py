@@ -131,6 +131,11 @@ LABELS: Mapping[str, Mapping[str, str]] = {
 
 _warned: set[str] = set()
 
+# The rule select_shots implements, recorded in results fingerprints: a change of the rule must
+# change this text, so that stored cells computed with other shots are recomputed.
+SHOT_SELECTION = ("item-seeded v1: same family, never the item's source; same dataset+language, then same "
+                  "language, then the rest; each rank shuffled by random.Random(f'{seed}|{record.id}')")
+
 
 def localized_config(base: PromptConfig, language: str) -> PromptConfig:
     """``base`` with the instruction/label table of ``language`` under its explicit entries.
@@ -162,7 +167,9 @@ def select_shots(record: Record, pool: Sequence[Record], num_shots: int | None =
     Only the record's task family qualifies (another family's answer format would mislead) and
     never the item itself or a translation of it. Same dataset and language come first, then the
     same language, then the rest; within a rank the order is a seeded shuffle, so different items
-    see different examples but reruns see the same ones."""
+    see different examples but reruns see the same ones. The shuffle depends on ``seed``, the
+    item's id and the pool only, never on the model, so every model gets the same shots
+    (``SHOT_SELECTION`` names this rule in fingerprints)."""
     cands = [r for r in pool if r.family == record.family and r.source_id != record.source_id]
     rng = random.Random(f"{seed}|{record.id}")
     rng.shuffle(cands)

@@ -3,7 +3,9 @@
 Written next to results.jsonl: ``leaderboard.md``, ``heatmap.png`` (model x language accuracy)
 and ``gap.png`` (mean high- vs low-resource accuracy per model). Accuracy per (model, language)
 is macro-averaged over the closed-form datasets of that language; a model's average is the
-macro average over languages (``metrics.macro_average``).
+macro average over languages (``metrics.macro_average``). When cells were scored in both
+formulations, a table gives letter acc, cloze acc and acc_norm and the OLMES best-of per model
+(``evaluation.formulations``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from globmed_jax.data.families import get_family
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
-from globmed_jax.evaluation import metrics
+from globmed_jax.evaluation import formulations, metrics
 from globmed_jax.evaluation.runner import RESULTS_NAME, read_predictions, read_results
 
 __all__ = ["Summary", "summarize", "leaderboard_markdown", "write_report"]
@@ -61,6 +63,10 @@ class Summary:
                 for p in preds if get_family(row_family(p)).closed)
         self.models.sort(key=lambda m: -_nan_to(self.average.get(m), -1.0))
         self.open_rows = [r for r in rows if not get_family(row_family(r)).closed]
+        # model -> {(formulation, metric): macro average}; the formulation of each model's main table
+        self.formulations = formulations.model_averages(closed)
+        self.main_formulation = {m: sorted({r["formulation"] for r in closed if r["model"] == m and "formulation" in r})
+                                 for m in self.models}
 
 
 def row_family(row: Mapping[str, Any]) -> str:
@@ -101,6 +107,7 @@ def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard"
         lines.append(f"| {m} | " + " | ".join(cells) + f" | **{_pct(s.average.get(m))}** | {_pct(s.high[m])} | "
                      f"{_pct(s.low[m])} | {_pct(s.gap[m], signed=True)} | {_pct(s.consistency.get(m))} | "
                      f"{_pct(s.parse_failure[m])} |")
+    lines += _formulation_lines(s)
     if s.datasets:
         lines += ["", "## Per dataset (accuracy %, mean over languages)", "",
                   "| Model | " + " | ".join(s.datasets) + " |", "|---|" + "---:|" * len(s.datasets)]
@@ -115,6 +122,27 @@ def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard"
                          f"{r['rouge_l']:.1f} | {'–' if judge is None else f'{judge:.2f}'} |")
     lines += ["", f"{len(s.rows)} cells from `{RESULTS_NAME}`. Intervals per cell (bootstrap 95%) are in the file.", ""]
     return "\n".join(lines)
+
+
+def _formulation_lines(s: Summary) -> list[str]:
+    """The formulations table (only when some row was scored in more than its own formulation)."""
+    if not any(len(v) > 1 for v in s.formulations.values()):
+        return []
+    lines = ["", "## Formulations (accuracy %, macro average over languages like Avg)", "",
+             "**Letter** = options listed, the option letters scored; **Cloze** = options listed, each option's "
+             "text scored as the continuation: **acc** = highest summed log-probability, **acc_norm** = highest "
+             f"log-probability per character of the option text ({formulations.NORMALIZATION}, as "
+             "lm-evaluation-harness's acc_norm); **Best-of (OLMES)** = the better of Letter acc and Cloze acc_norm "
+             "per model, the formulation named; **Main** = the formulation of the table above. Yes/no/maybe and "
+             "NLI items have no options: one prompt, scored once, counted in both.", "",
+             "| Model | Main | Letter acc | Cloze acc | Cloze acc_norm | Best-of (OLMES) |", "|---|---|---:|---:|---:|---:|"]
+    for m in s.models:
+        avg = s.formulations.get(m, {})
+        best = formulations.best_of(avg)
+        cells = [_pct(avg.get(c)) for c in formulations.COLUMNS]
+        lines.append(f"| {m} | {', '.join(s.main_formulation.get(m, [])) or '–'} | " + " | ".join(cells)
+                     + f" | {'–' if best is None else f'**{_pct(best[0])}** ({best[1]})'} |")
+    return lines
 
 
 def _plot_heatmap(s: Summary, path: pathlib.Path) -> None:

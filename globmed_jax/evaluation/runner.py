@@ -6,7 +6,12 @@ scores and appends
 * one line per item to ``<out_dir>/predictions/<model>.jsonl`` (written BEFORE the result row);
 * one row to ``<out_dir>/results.jsonl``: model, dataset, language, family, n, accuracy, ci_low,
   ci_high (seeded percentile bootstrap), parse_failure_rate, seconds, setting, fingerprint (plus
-  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null).
+  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null). Closed
+  cells also carry ``formulation`` (the model's own, which ``accuracy`` is), ``normalization``
+  and ``formulations`` (acc, and acc_norm for cloze, per formulation scored:
+  ``config.formulations``, ``evaluation.formulations``); their predictions carry the same per
+  item, and with few-shot prompts the ids of the item's ``shots`` (from ``data.shots_split``,
+  the dev split, never test; the same for every model).
 
 Every row carries the cell's fingerprint (``evaluation.fingerprint``: model path and file hashes
 or API model name and base URL, tokenizer file hashes, scoring mode, prompt settings, seed,
@@ -48,7 +53,7 @@ from globmed_jax.data import prompts
 from globmed_jax.data.families import get_family
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import extract, fingerprint, metrics, prompting
+from globmed_jax.evaluation import extract, fingerprint, formulations, metrics, prompting, protocol
 from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
@@ -124,10 +129,10 @@ def group_cells(records: Iterable[Record], max_per_cell: int = 0) -> dict[tuple[
 # ---------------------------------------------------------------------------------- models
 
 
-def _prompt_config(config: Any, spec: Any) -> PromptConfig:
+def _prompt_config(config: Any, spec: Any, formulation: str | None = None) -> PromptConfig:
     thinking = {"": None, "true": True, "false": False}[str(spec.enable_thinking).lower()]
-    return PromptConfig(system_prompt=config.system_prompt or None, enable_thinking=thinking,
-                        mcqa_answer=spec.mcqa_answer or config.mcqa_answer)
+    mcqa_answer = formulations.FORMULATIONS[formulation] if formulation else spec.mcqa_answer or config.mcqa_answer
+    return PromptConfig(system_prompt=config.system_prompt or None, enable_thinking=thinking, mcqa_answer=mcqa_answer)
 
 
 def is_api(spec: Any) -> bool:
@@ -175,7 +180,9 @@ class LocalModel:
         self._tokenizer = load_tokenizer(self.path)
         self._decoder = Decoder(model, pad_id=pad_id(self._tokenizer))
 
-    def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
+    def predict(self, records: Sequence[Record], shots: Sequence[Record], formulation: str | None = None
+                ) -> list[Prediction]:
+        """``formulation``: "letter" | "cloze" (``evaluation.formulations``); None = the model's own."""
         from globmed_jax.evaluation import scoring
 
         if self._decoder is None:
@@ -183,9 +190,10 @@ class LocalModel:
         c = self.config
         return scoring.predict(
             self._decoder, self._tokenizer, records, mode=effective_mode(c, self.spec),
-            prompt_config=_prompt_config(c, self.spec), few_shot=shots, num_shots=c.num_shots or None,
-            instruction_language=c.instruction_language, batch_size=self.spec.batch_size or c.batch_size,
-            max_new_tokens=_max_new_tokens(c, records), seed=c.seed)
+            prompt_config=_prompt_config(c, self.spec, formulation), few_shot=shots,
+            num_shots=c.num_shots or None, instruction_language=c.instruction_language,
+            batch_size=self.spec.batch_size or c.batch_size, max_new_tokens=_max_new_tokens(c, records),
+            seed=c.data.shots_seed)
 
 
 def api_cache_path(out_dir: pathlib.Path, stem: str, base_url: str) -> str:
@@ -205,13 +213,14 @@ class APIModel:
         self.client = ChatClient(APIConfig.from_mapping(
             spec, model=str(spec.path)[len(API_PREFIX):], cache_path=api_cache_path(out_dir, name, spec.base_url)))
 
-    def predict(self, records: Sequence[Record], shots: Sequence[Record]) -> list[Prediction]:
+    def predict(self, records: Sequence[Record], shots: Sequence[Record], formulation: str | None = None
+                ) -> list[Prediction]:
         c = self.config
-        base = _prompt_config(c, self.spec)
+        base = _prompt_config(c, self.spec, formulation)
         convs = []
         for r in records:
             cfg = prompting.config_for(r, base, c.instruction_language)
-            chosen = prompting.select_shots(r, shots, c.num_shots, c.seed) if c.num_shots else ()
+            chosen = prompting.select_shots(r, shots, c.num_shots, c.data.shots_seed) if c.num_shots else ()
             convs.append(prompts.build_messages(r, cfg, chosen))
         texts = self.client.complete_many(convs, max_tokens=_max_new_tokens(c, records))
         out = []
@@ -243,13 +252,14 @@ def model_fingerprint_fields(name: str, spec: Any, cache: fingerprint.HashCache)
 def cell_fingerprint_fields(config: Any, spec: Any, records: Sequence[Record],
                             shots: Sequence[Record]) -> dict[str, Any]:
     """What, besides the model, determines a cell's row: scoring mode, prompt, seed, bootstrap,
-    the data (its records' hash) and, for open QA, the judge. Batch size and sharding are left
-    out: they change speed, not answers."""
+    the data (its records' hash), the protocol settings (``protocol.fingerprint_fields``:
+    formulations, few-shot split / seed / k / pool, ...) and, for open QA, the judge. Batch size
+    and sharding are left out: they change speed, not answers."""
     mode = effective_mode(config, spec)
     closed = all(get_family(r.family).closed for r in records)
     data = config.data
     fields = {"scoring.mode": mode, "prompt.mcqa_answer": spec.mcqa_answer or config.mcqa_answer,
-              "prompt.num_shots": int(config.num_shots), "prompt.instruction_language": config.instruction_language,
+              "prompt.instruction_language": config.instruction_language,
               "prompt.system_prompt": config.system_prompt, "prompt.enable_thinking": str(spec.enable_thinking),
               "seed": int(config.seed), "bootstrap_resamples": int(config.bootstrap_resamples),
               "data.source": data.source,
@@ -258,8 +268,7 @@ def cell_fingerprint_fields(config: Any, spec: Any, records: Sequence[Record],
               "data.records": fingerprint.records_digest(records)}
     if mode == "generate" or not closed:
         fields["prompt.max_new_tokens"] = _max_new_tokens(config, records)
-    if config.num_shots:
-        fields.update({"data.shots_split": data.shots_split, "data.shots": fingerprint.records_digest(shots)})
+    fields.update(protocol.fingerprint_fields(protocol.CellSettings(config, spec, mode, records, shots)))
     if config.judge.enabled and not closed:
         fields.update({"judge.model": config.judge.model, "judge.base_url": config.judge.base_url})
     return fields
@@ -589,7 +598,7 @@ def setting_of(config: Any, spec: Any) -> dict[str, Any]:
     """The run-level settings of a row, kept in ``setting`` for readers of older rows; resuming
     compares the fingerprint, which holds all of these and more."""
     mode = effective_mode(config, spec)
-    setting = {"mode": mode, "num_shots": int(config.num_shots),
+    setting = {"mode": mode, "num_shots": int(config.num_shots), "formulations": list(formulations.scored(config, spec)),
                "instruction_language": config.instruction_language, "split": config.data.split,
                "max_per_cell": int(config.data.max_per_cell), "system_prompt": config.system_prompt,
                "enable_thinking": str(spec.enable_thinking),
@@ -609,15 +618,44 @@ def _judge_client(config: Any, out_dir: pathlib.Path) -> ChatClient | None:
         j, cache_path=api_cache_path(out_dir, f"judge_{j.model.replace('/', '_')}", j.base_url)))
 
 
-def _shot_pools(config: Any, cells: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Record]]:
-    """Each cell's shot pool: the shots split of its dataset and language, else of its dataset."""
+def _shot_pools(config: Any, cells: Mapping[tuple[str, str], Sequence[Record]]) -> dict[tuple[str, str], list[Record]]:
+    """Each cell's shot pool: the shots split (the dev split by default) of its dataset and
+    language, else of its dataset. Never the evaluated split, and never a record of an evaluated
+    source item (a translation of a test item included); a dataset without any shot is an error."""
     if not config.num_shots:
         return {key: [] for key in cells}
+    data = config.data
+    if data.shots_split in (data.split, "test"):
+        raise ValueError(f"data.shots_split={data.shots_split!r}: few-shot examples must not come from the "
+                         f"evaluated split ({data.split!r}) or from test; use the dev split ('validation', the default) "
+                         "or 'train' when validation is the evaluated split")
+    evaluated = {(r.dataset, r.source_id) for recs in cells.values() for r in recs}
     by_dataset: dict[str, list[Record]] = defaultdict(list)
-    for r in load_records(config.data, config.data.shots_split):
-        by_dataset[r.dataset].append(r)
-    return {(d, l): [r for r in by_dataset.get(d, ()) if r.language == l] or by_dataset.get(d, [])
-            for d, l in cells}
+    for r in load_records(data, data.shots_split):
+        if (r.dataset, r.source_id) not in evaluated:
+            by_dataset[r.dataset].append(r)
+    missing = sorted({d for d, _ in cells if not by_dataset.get(d)})
+    if missing:
+        raise ValueError(f"num_shots={config.num_shots} but no {data.shots_split!r} records for dataset(s) "
+                         f"{missing} in data.source={data.source!r}; build the data with data_pipelines.build "
+                         "(it carves a dev split from train) or set data.shots_split")
+    return {(d, l): [r for r in by_dataset[d] if r.language == l] or by_dataset[d] for d, l in cells}
+
+
+def _predict_cell(model: Any, config: Any, spec: Any, recs: Sequence[Record], pool: Sequence[Record]
+                  ) -> tuple[list[Prediction], dict[str, list[Prediction]]]:
+    """The model's predictions in its own formulation, and per scored formulation (closed cells)."""
+    if not all(get_family(r.family).closed for r in recs):
+        return model.predict(recs, pool), {}
+    by_form = formulations.predict_all(lambda f: model.predict(recs, pool, f), recs,
+                                       formulations.scored(config, spec))
+    return by_form[formulations.primary(config, spec)], by_form
+
+
+def _shots_used(config: Any, recs: Sequence[Record], pool: Sequence[Record]) -> list[list[str]]:
+    """The ids of each item's shots, as the models' prompts select them (the same for every model)."""
+    k = int(config.num_shots)
+    return [[s.id for s in prompting.select_shots(r, pool, k, config.data.shots_seed)] if k else [] for r in recs]
 
 
 def _fingerprints(config: Any, cells: Mapping[tuple[str, str], Sequence[Record]],
@@ -679,7 +717,7 @@ def run(config: Any) -> dict[str, Any]:
             if bar is not None:
                 bar.set_description(f"{name} {dataset} {language}")
             t0 = time.perf_counter()
-            preds = model.predict(recs, pools[(dataset, language)])
+            preds, by_form = _predict_cell(model, config, spec, recs, pools[(dataset, language)])
             scores = None
             if judge is not None and not get_family(recs[0].family).closed:
                 from globmed_jax.evaluation.judge import judge_answers
@@ -687,8 +725,17 @@ def run(config: Any) -> dict[str, Any]:
                 scores = judge_answers(judge, recs, [p.predicted for p in preds])
             row = cell_row(name, recs, preds, seconds=time.perf_counter() - t0, setting=setting,
                            seed=config.seed, resamples=config.bootstrap_resamples, judge_scores=scores)
+            pred_rows = prediction_rows(name, recs, preds, fp["digest"])
+            if by_form:
+                row.update(formulations.cell_fields(recs, by_form, formulations.primary(config, spec),
+                                                    resamples=config.bootstrap_resamples, seed=config.seed))
+                for pr, extra in zip(pred_rows, formulations.item_fields(recs, by_form)):
+                    pr.update(extra)
+            if config.num_shots:
+                for pr, shots in zip(pred_rows, _shots_used(config, recs, pools[(dataset, language)])):
+                    pr["shots"] = shots
             row["fingerprint"] = fp
-            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", prediction_rows(name, recs, preds, fp["digest"]))
+            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", pred_rows)
             _append(out_dir / RESULTS_NAME, [row])
             done.append((name, dataset, language))
             if bar is not None:

@@ -9,9 +9,11 @@ scored by the SUMMED log-probability of its token ids appended to the prompt ids
 choice of a record is a single token, that sum is the next-token log-prob after the prompt and
 one prefill per record suffices (``Decoder.score_next``); otherwise the prompt is prefilled
 once into a KV cache and every choice runs only its own few tokens against it
-(``Decoder.score_continuations``). No length normalization: a
+(``Decoder.score_continuations``). The prediction uses no length normalization: a
 model trained on the targets gives each its full likelihood (measured on the demo model:
-per-token averaging of option texts was no better).
+per-token averaging of option texts was no better); the sums are kept
+(``Prediction.scores``) and ``evaluation.formulations`` reports the per-character
+``acc_norm`` from them.
 
 ``generate``: greedy decoding (``Decoder.generate``), stopping at the tokenizer's EOS or
 an end-of-turn token (``models.tokenizer.END_TOKENS``: ``<|im_end|>``, Llama 3's ``<|eot_id|>``, ...); the text
@@ -43,12 +45,15 @@ __all__ = ["Prediction", "predict", "choice_logprobs", "prompt_ids", "is_correct
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """``predicted``: the label / letter / open text, or None when ``parse_failed``. ``text``:
-    the generated text (None in loglik mode)."""
+    the generated text (None in loglik mode). ``scores``: loglik mode only, the summed log-prob
+    of each ``answer_choices`` entry in order (what ``predicted`` is the argmax of; the
+    length-normalised ``acc_norm`` of ``evaluation.formulations`` is computed from it)."""
 
     record_id: str
     predicted: str | None
     parse_failed: bool
     text: str | None
+    scores: tuple[float, ...] | None = None
 
 
 # ------------------------------------------------------------------------------- prompts
@@ -140,7 +145,8 @@ def predict(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode
         scores = choice_logprobs(decoder, tokenizer, [records[i] for i in ranked], prompts=[ids[i] for i in ranked],
                                  prompt_config=prompt_config, batch_size=batch_size, progress=progress)
         for i, s in zip(ranked, scores):
-            preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None)
+            preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None,
+                                  tuple(float(x) for x in s))
     gen = [i for i in range(len(records)) if preds[i] is None]
     if gen:
         outs = decoder.generate([ids[i] for i in gen], max_new_tokens=max_new_tokens, eos_ids=eos_ids(tokenizer),
