@@ -6,7 +6,11 @@ scores and appends
 * one line per item to ``<out_dir>/predictions/<model>.jsonl`` (written BEFORE the result row);
 * one row to ``<out_dir>/results.jsonl``: model, dataset, language, family, n, accuracy, ci_low,
   ci_high (seeded percentile bootstrap), parse_failure_rate, seconds, setting, fingerprint (plus
-  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null).
+  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null;
+  perm_accuracy and perm_consistency with the position-bias pass, ``config.permutations``, whose
+  shifted items are scored in the same cell and written as predictions ``<id>#shift<s>``
+  (``evaluation.position_bias``); reasoning_truncated_rate in reasoning mode
+  (``evaluation.reasoning``)).
 
 Every row carries the cell's fingerprint (``evaluation.fingerprint``: model path and file hashes
 or API model name and base URL, tokenizer file hashes, scoring mode, prompt settings, seed,
@@ -48,7 +52,7 @@ from globmed_jax.data import prompts
 from globmed_jax.data.families import get_family
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import extract, fingerprint, metrics, prompting
+from globmed_jax.evaluation import extract, fingerprint, metrics, position_bias, prompting, reasoning
 from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
@@ -135,7 +139,11 @@ def is_api(spec: Any) -> bool:
 
 
 def effective_mode(config: Any, spec: Any) -> str:
-    return "generate" if is_api(spec) else (spec.mode or config.mode)
+    """The model's scoring mode: its own or the run's; API models generate (or reason)."""
+    mode = spec.mode or config.mode
+    if is_api(spec):
+        return reasoning.MODE if mode == reasoning.MODE else "generate"
+    return mode
 
 
 def check_local_path(name: str, spec: Any) -> pathlib.Path:
@@ -181,6 +189,12 @@ class LocalModel:
         if self._decoder is None:
             self.load()
         c = self.config
+        if effective_mode(c, self.spec) == reasoning.MODE:
+            return reasoning.predict(
+                self._decoder, self._tokenizer, records, prompt_config=_prompt_config(c, self.spec),
+                budget=c.reasoning_budget, answer_tokens=_max_new_tokens(c, records), few_shot=shots,
+                num_shots=c.num_shots or None, instruction_language=c.instruction_language,
+                batch_size=self.spec.batch_size or c.batch_size, seed=c.seed)
         return scoring.predict(
             self._decoder, self._tokenizer, records, mode=effective_mode(c, self.spec),
             prompt_config=_prompt_config(c, self.spec), few_shot=shots, num_shots=c.num_shots or None,
@@ -213,6 +227,9 @@ class APIModel:
             cfg = prompting.config_for(r, base, c.instruction_language)
             chosen = prompting.select_shots(r, shots, c.num_shots, c.seed) if c.num_shots else ()
             convs.append(prompts.build_messages(r, cfg, chosen))
+        if effective_mode(c, self.spec) == reasoning.MODE:  # the server's template decides on thinking
+            budget = reasoning.check_budget(c.reasoning_budget) + _max_new_tokens(c, records)
+            return [reasoning.parse(t, r) for r, t in zip(records, self.client.complete_many(convs, max_tokens=budget))]
         texts = self.client.complete_many(convs, max_tokens=_max_new_tokens(c, records))
         out = []
         for r, t in zip(records, texts):
@@ -256,12 +273,13 @@ def cell_fingerprint_fields(config: Any, spec: Any, records: Sequence[Record],
               "data.path": str(pathlib.Path(data.path).resolve()) if data.source == "jsonl" else "",
               "data.split": data.split, "data.max_per_cell": int(data.max_per_cell),
               "data.records": fingerprint.records_digest(records)}
-    if mode == "generate" or not closed:
+    if mode != "loglik" or not closed:
         fields["prompt.max_new_tokens"] = _max_new_tokens(config, records)
     if config.num_shots:
         fields.update({"data.shots_split": data.shots_split, "data.shots": fingerprint.records_digest(shots)})
     if config.judge.enabled and not closed:
         fields.update({"judge.model": config.judge.model, "judge.base_url": config.judge.base_url})
+    fields.update({**position_bias.fingerprint_fields(config, records), **reasoning.fingerprint_fields(config, mode)})
     return fields
 
 
@@ -650,7 +668,9 @@ def run(config: Any) -> dict[str, Any]:
     cache = fingerprint.HashCache(out_dir / HASH_CACHE_NAME)
     wanted = _fingerprints(config, cells, pools, cache)  # fails on a missing local model first
     cache.save()
-    cell_ids = {(name, *key): [r.id for r in recs] for name in config.models for key, recs in cells.items()}
+    extra = {key: position_bias.shifted_records(recs, config.permutations) for key, recs in cells.items()}
+    cell_ids = {(name, *key): position_bias.row_ids([*recs, *extra[key]]) for name in config.models
+                for key, recs in cells.items()}
     plan, files = plan_resume(out_dir, wanted, cell_ids, bool(config.recompute))
     _warn(plan.warn)
     if plan.dropped:
@@ -679,7 +699,9 @@ def run(config: Any) -> dict[str, Any]:
             if bar is not None:
                 bar.set_description(f"{name} {dataset} {language}")
             t0 = time.perf_counter()
-            preds = model.predict(recs, pools[(dataset, language)])
+            scored = [*recs, *extra[(dataset, language)]]  # shifted copies: the position-bias pass
+            preds = model.predict(scored, pools[(dataset, language)])
+            shifted, preds = preds[len(recs):], preds[:len(recs)]
             scores = None
             if judge is not None and not get_family(recs[0].family).closed:
                 from globmed_jax.evaluation.judge import judge_answers
@@ -688,7 +710,11 @@ def run(config: Any) -> dict[str, Any]:
             row = cell_row(name, recs, preds, seconds=time.perf_counter() - t0, setting=setting,
                            seed=config.seed, resamples=config.bootstrap_resamples, judge_scores=scores)
             row["fingerprint"] = fp
-            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", prediction_rows(name, recs, preds, fp["digest"]))
+            pred_rows = prediction_rows(name, scored, [*preds, *shifted], fp["digest"])
+            if extra[(dataset, language)]:
+                position_bias.tag_rows(pred_rows, scored)
+            row.update({**position_bias.cell_fields(pred_rows), **reasoning.cell_fields(preds, setting["mode"])})
+            _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", pred_rows)
             _append(out_dir / RESULTS_NAME, [row])
             done.append((name, dataset, language))
             if bar is not None:
