@@ -93,11 +93,11 @@ def fidelity(results_rows: Sequence[Mapping[str, Any]], predictions: Mapping[str
             parts = _parts(row, modes.get((model, row["dataset"], row["language"]), ""))
             for part, text in (parts or {}).items():
                 key = (model, row["language"], part)
-                t = tallies[key]
                 if text is None or not text.strip():
-                    if part == "answer":
-                        t.no_answer += 1
+                    if part == "answer":  # no reasoning is not counted; no answer is
+                        tallies[key].no_answer += 1
                     continue
+                t = tallies[key]
                 if identifier is None:  # loaded only when there is something to identify
                     from globmed_jax.data.langid import LanguageIdentifier
 

@@ -77,7 +77,8 @@ def _reasoning_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
     modes = fidelity_mod.cell_modes(rows)
     out = {}
     for m in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == m and modes.get((m, r["dataset"], r["language"])) == reasoning.MODE]
+        mine = [r for r in rows if r["model"] == m and modes.get((m, r["dataset"], r["language"])) == reasoning.MODE
+                and r.get("accuracy") is not None]  # closed-form cells, as the leaderboard's PF
         if not mine:
             continue
         budget = {((r.get("fingerprint") or {}).get("fields") or {}).get("reasoning.budget") for r in mine}
@@ -113,6 +114,7 @@ def compute(rows: Sequence[Mapping[str, Any]], predictions: Mapping[str, Sequenc
 def _pct(x: float, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    x = 0.0 if abs(x) < 5e-4 else x  # no "-0.0"
     return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
 
 
@@ -186,8 +188,8 @@ def markdown(s: ProtocolStats) -> list[str]:
     if s.reasoning:
         lines += ["", "## Reasoning mode", "",
                   "Generated with thinking on and a reasoning budget (tokens beyond the answer allowance); the "
-                  "think block is stripped and the final answer parsed. **PF** = parse failures, which include "
-                  "**Truncated** (the budget ran out inside the reasoning: no final answer).", "",
+                  "think block is stripped and the final answer parsed. Closed-form cells; **PF** = parse failures, "
+                  "which include **Truncated** (the budget ran out inside the reasoning: no final answer).", "",
                   "| Model | budget | cells | Acc (Avg) | PF | Truncated |", "|---|---:|---:|---:|---:|---:|"]
         for m, r in s.reasoning.items():
             lines.append(f"| {m} | {', '.join(map(str, r['budget'])) or '–'} | {r['cells']} | {_pct(r['accuracy'])} | "
@@ -226,14 +228,17 @@ def _plot(s: ProtocolStats, path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [("gap", [(m, s.gap[m]) for m in s.models]),
+    series = [("high- minus low-resource gap", [(m, s.gap[m]) for m in s.models]),
               ("ΔAvg (A − B)", [(f"{d.a} − {d.b}", d.avg) for d in s.differences]),
               ("ΔGap (A − B)", [(f"{d.a} − {d.b}", d.gap) for d in s.differences])]
     series = [(t, [(n, e) for n, e in rows if not math.isnan(e.value)]) for t, rows in series]
     series = [(t, rows) for t, rows in series if rows]
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 1.4 + 0.45 * max(len(r) for _, r in series)),
-                             squeeze=False)
-    for ax, (title, rows) in zip(axes[0], series):
+    if not series:
+        return
+    heights = [1.0 + 0.35 * len(r) for _, r in series]
+    fig, axes = plt.subplots(len(series), 1, figsize=(8.0, 0.6 + sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (title, rows) in zip(axes[:, 0], series):
         y = np.arange(len(rows))[::-1]
         vals = np.array([100 * e.value for _, e in rows])
         lo = np.array([100 * (e.value - e.low) if not math.isnan(e.low) else 0.0 for _, e in rows])
