@@ -60,6 +60,9 @@ bench: $(STAMP)
 	test -f runs/demo/globmed/hf_export/config.json || $(MAKE) demo
 	test -f runs/smollm2_135m/config.json || $(PY) -m globmed_jax.models.gguf_convert --out runs/smollm2_135m
 	$(PY) -m globmed_jax.evaluate --config configs/bench_demo.py --config.models.demo.path=runs/demo/globmed/hf_export
+# Protocol checks on the same two models (both scorings, reasoning mode, option permutations).
+	$(PY) -m globmed_jax.evaluate --config configs/bench_demo_protocol.py \
+		--config.models.demo.path=runs/demo/globmed/hf_export --config.models.demo_generate.path=runs/demo/globmed/hf_export
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -19,7 +19,7 @@ def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
     ``api_key_env`` = the NAME of the environment variable holding the key). ``setup``: the
     command that creates a missing local ``path`` (shown in the error).
 
-    ``mode``: "" uses the run's mode (API models always generate). ``enable_thinking``: "" leaves
+    ``mode``: "" uses the run's mode (API models generate, or reason in "reasoning" mode). ``enable_thinking``: "" leaves
     the chat template default, "true"/"false" pass it (Qwen3). ``mcqa_answer``: "" uses the run's
     multiple-choice answer format, "letter" or "option_text" sets it for this model (a model
     fine-tuned to reply with option texts, like the demo's, is scored that way). ``shard``:
@@ -36,7 +36,13 @@ def default_config() -> ConfigDict:
     """Run-level defaults; a config file sets ``models`` and ``data`` and tweaks the rest."""
     c = ConfigDict()
     c.out_dir = "runs/bench"
-    c.mode = "loglik"  # "loglik" | "generate" (local models; API models always generate)
+    c.mode = "loglik"  # "loglik" | "generate" | "reasoning" (API models generate unless "reasoning")
+    # Reasoning mode: thinking on (Qwen3-style templates), this many tokens for the reasoning on
+    # top of the answer allowance; the think block is stripped before parsing (evaluation.reasoning).
+    c.reasoning_budget = 512
+    # Position-bias pass: each mcqa item also scored with its options cyclically shifted by 1..k
+    # (at most n-1 per item); 0 = off (evaluation.position_bias).
+    c.permutations = 0
     c.num_shots = 0  # k-shot examples from data.shots_split (never test), as earlier chat turns
     c.instruction_language = "en"  # "en" | "native" (the item's language)
     c.system_prompt = ""

@@ -16,7 +16,7 @@ import numpy as np
 
 from globmed_jax.data.languages import get_language
 
-__all__ = ["accuracy", "bootstrap_ci", "macro_average", "resource_gap", "consistency", "chrf", "rouge_l",
+__all__ = ["accuracy", "bootstrap_ci", "macro_average", "resource_gap", "consistency", "consistency_outcomes", "chrf", "rouge_l",
            "multilingual_tokenize"]
 
 
@@ -74,22 +74,28 @@ def resource_gap(accuracy_by_language: Mapping[str, float]) -> float:
     return _nanmean(high) - _nanmean(low)
 
 
-def consistency(answers: Iterable[tuple[str, str, str | None]]) -> float:
-    """Fraction of items answered identically in every language where they appear.
+def consistency_outcomes(answers: Iterable[tuple[str, str, str | None]]) -> dict[str, bool]:
+    """Per item key, whether it was answered identically in every language where it appears.
 
     ``answers``: ``(item key, language, predicted)``; the item key should identify the source item
     across translations (``dataset + "/" + source_id``). Items seen in fewer than two languages
-    are left out (trivially consistent); a parse failure (None) never agrees with anything.
-    NaN when no item has two languages."""
+    are left out (trivially consistent); a parse failure (None) never agrees with anything."""
     by_item: dict[str, dict[str, str | None]] = defaultdict(dict)
     for key, lang, pred in answers:
         by_item[key][lang] = pred
-    agree = []
-    for langs in by_item.values():
+    out = {}
+    for key, langs in by_item.items():
         if len(langs) < 2:
             continue
         vals = list(langs.values())
-        agree.append(all(v is not None for v in vals) and len(set(vals)) == 1)
+        out[key] = all(v is not None for v in vals) and len(set(vals)) == 1
+    return out
+
+
+def consistency(answers: Iterable[tuple[str, str, str | None]]) -> float:
+    """Fraction of items answered identically in every language where they appear
+    (``consistency_outcomes``). NaN when no item has two languages."""
+    agree = list(consistency_outcomes(answers).values())
     return float(np.mean(agree)) if agree else float("nan")
 
 

@@ -17,13 +17,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 from globmed_jax.data.families import get_family
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import fingerprint, formulations, prompting
+from globmed_jax.evaluation import fingerprint, formulations, position_bias, prompting, reasoning
 
 
 @dataclasses.dataclass(frozen=True)
 class CellSettings:
     """What a group may read: the run config, the model's spec, its effective scoring mode
-    ("loglik" | "generate"), the cell's records and its few-shot pool."""
+    ("loglik" | "generate" | "reasoning"), the cell's records and its few-shot pool."""
 
     config: Any
     spec: Any
@@ -56,7 +56,18 @@ def shot_fields(cell: CellSettings) -> dict[str, Any]:
     return fields
 
 
-FIELD_GROUPS: tuple[Callable[[CellSettings], Mapping[str, Any]], ...] = (formulation_fields, shot_fields)
+def permutation_fields(cell: CellSettings) -> dict[str, Any]:
+    """The option-permutation pass (``bench.permutations``) for cells with multiple-choice items."""
+    return position_bias.fingerprint_fields(cell.config, cell.records)
+
+
+def reasoning_fields(cell: CellSettings) -> dict[str, Any]:
+    """The reasoning budget (``reasoning.budget``) of reasoning-mode cells."""
+    return reasoning.fingerprint_fields(cell.config, cell.mode)
+
+
+FIELD_GROUPS: tuple[Callable[[CellSettings], Mapping[str, Any]], ...] = (
+    formulation_fields, shot_fields, permutation_fields, reasoning_fields)
 
 
 def fingerprint_fields(cell: CellSettings) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Leaderboard (Markdown) and plots (PNG) from a GlobMed-Bench ``results.jsonl``.
 
 Written next to results.jsonl: ``leaderboard.md``, ``heatmap.png`` (model x language accuracy)
-and ``gap.png`` (mean high- vs low-resource accuracy per model). Accuracy per (model, language)
+and ``gap.png`` (mean high- vs low-resource accuracy per model); the protocol sections (paired
+intervals, scoring agreement, position bias, reasoning mode, language fidelity) with
+``summary.json`` and ``paired.png`` come from ``protocol_report``. Accuracy per (model, language)
 is macro-averaged over the closed-form datasets of that language; a model's average is the
 macro average over languages (``metrics.macro_average``). When cells were scored in both
 formulations, a table gives letter acc, cloze acc and acc_norm and the OLMES best-of per model
@@ -19,7 +21,7 @@ import numpy as np
 
 from globmed_jax.data.families import get_family
 from globmed_jax.data.languages import DEFAULT_LANGUAGES, get_language
-from globmed_jax.evaluation import formulations, metrics
+from globmed_jax.evaluation import formulations, metrics, position_bias, protocol_report
 from globmed_jax.evaluation.runner import RESULTS_NAME, read_predictions, read_results
 
 __all__ = ["Summary", "summarize", "leaderboard_markdown", "write_report"]
@@ -60,13 +62,14 @@ class Summary:
         for m, preds in (predictions or {}).items():
             self.consistency[m] = metrics.consistency(
                 (f"{p['dataset']}/{p['source_id']}", p["language"], p["predicted"])
-                for p in preds if get_family(row_family(p)).closed)
+                for p in position_bias.unshifted(preds) if get_family(row_family(p)).closed)
         self.models.sort(key=lambda m: -_nan_to(self.average.get(m), -1.0))
         self.open_rows = [r for r in rows if not get_family(row_family(r)).closed]
         # model -> {(formulation, metric): macro average}; the formulation of each model's main table
         self.formulations = formulations.model_averages(closed)
         self.main_formulation = {m: sorted({r["formulation"] for r in closed if r["model"] == m and "formulation" in r})
                                  for m in self.models}
+        self.protocol = protocol_report.compute(self.rows, predictions or {})
 
 
 def row_family(row: Mapping[str, Any]) -> str:
@@ -120,6 +123,7 @@ def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard"
             judge = r.get("judge_score")
             lines.append(f"| {r['model']} | {r['dataset']} | {r['language']} | {r['n']} | {r['chrf']:.1f} | "
                          f"{r['rouge_l']:.1f} | {'–' if judge is None else f'{judge:.2f}'} |")
+    lines += protocol_report.markdown(s.protocol)
     lines += ["", f"{len(s.rows)} cells from `{RESULTS_NAME}`. Intervals per cell (bootstrap 95%) are in the file.", ""]
     return "\n".join(lines)
 
@@ -200,6 +204,7 @@ def write_report(out_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
     s = summarize(out_dir)
     paths = {"leaderboard": out_dir / "leaderboard.md"}
     paths["leaderboard"].write_text(leaderboard_markdown(s), encoding="utf-8")
+    paths.update(protocol_report.write(s.protocol, out_dir))
     if s.models and s.languages:
         paths["heatmap"] = out_dir / "heatmap.png"
         paths["gap"] = out_dir / "gap.png"

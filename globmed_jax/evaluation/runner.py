@@ -6,12 +6,15 @@ scores and appends
 * one line per item to ``<out_dir>/predictions/<model>.jsonl`` (written BEFORE the result row);
 * one row to ``<out_dir>/results.jsonl``: model, dataset, language, family, n, accuracy, ci_low,
   ci_high (seeded percentile bootstrap), parse_failure_rate, seconds, setting, fingerprint (plus
-  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null). Closed
-  cells also carry ``formulation`` (the model's own, which ``accuracy`` is), ``normalization``
-  and ``formulations`` (acc, and acc_norm for cloze, per formulation scored:
-  ``config.formulations``, ``evaluation.formulations``); their predictions carry the same per
-  item, and with few-shot prompts the ids of the item's ``shots`` (from ``data.shots_split``,
-  the dev split, never test; the same for every model).
+  chrf, rouge_l and optionally judge_score for open_qa cells, whose accuracy is null;
+  perm_accuracy and perm_consistency with the position-bias pass, ``config.permutations``, whose
+  shifted items are scored in the same cell, in the model's own formulation, and written as
+  predictions ``<id>#shift<s>`` (``evaluation.position_bias``); reasoning_truncated_rate in
+  reasoning mode (``evaluation.reasoning``)). Closed cells also carry ``formulation`` (the
+  model's own, which ``accuracy`` is), ``normalization`` and ``formulations`` (acc, and acc_norm
+  for cloze, per formulation scored: ``config.formulations``, ``evaluation.formulations``); their
+  predictions carry the same per item, and with few-shot prompts the ids of the item's ``shots``
+  (from ``data.shots_split``, the dev split, never test; the same for every model).
 
 Every row carries the cell's fingerprint (``evaluation.fingerprint``: model path and file hashes
 or API model name and base URL, tokenizer file hashes, scoring mode, prompt settings, seed,
@@ -53,7 +56,9 @@ from globmed_jax.data import prompts
 from globmed_jax.data.families import get_family
 from globmed_jax.data.prompts import PromptConfig, gold_label
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import extract, fingerprint, formulations, metrics, prompting, protocol
+from globmed_jax.evaluation import (
+    extract, fingerprint, formulations, metrics, position_bias, prompting, protocol, reasoning,
+)
 from globmed_jax.api_client import APIConfig, ChatClient
 from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
@@ -140,7 +145,11 @@ def is_api(spec: Any) -> bool:
 
 
 def effective_mode(config: Any, spec: Any) -> str:
-    return "generate" if is_api(spec) else (spec.mode or config.mode)
+    """The model's scoring mode: its own or the run's; API models generate (or reason)."""
+    mode = spec.mode or config.mode
+    if is_api(spec):
+        return reasoning.MODE if mode == reasoning.MODE else "generate"
+    return mode
 
 
 def check_local_path(name: str, spec: Any) -> pathlib.Path:
@@ -188,6 +197,12 @@ class LocalModel:
         if self._decoder is None:
             self.load()
         c = self.config
+        if effective_mode(c, self.spec) == reasoning.MODE:
+            return reasoning.predict(
+                self._decoder, self._tokenizer, records, prompt_config=_prompt_config(c, self.spec),
+                budget=c.reasoning_budget, answer_tokens=_max_new_tokens(c, records), few_shot=shots,
+                num_shots=c.num_shots or None, instruction_language=c.instruction_language,
+                batch_size=self.spec.batch_size or c.batch_size, seed=c.seed)
         return scoring.predict(
             self._decoder, self._tokenizer, records, mode=effective_mode(c, self.spec),
             prompt_config=_prompt_config(c, self.spec, formulation), few_shot=shots,
@@ -222,6 +237,9 @@ class APIModel:
             cfg = prompting.config_for(r, base, c.instruction_language)
             chosen = prompting.select_shots(r, shots, c.num_shots, c.data.shots_seed) if c.num_shots else ()
             convs.append(prompts.build_messages(r, cfg, chosen))
+        if effective_mode(c, self.spec) == reasoning.MODE:  # the server's template decides on thinking
+            budget = reasoning.check_budget(c.reasoning_budget) + _max_new_tokens(c, records)
+            return [reasoning.parse(t, r) for r, t in zip(records, self.client.complete_many(convs, max_tokens=budget))]
         texts = self.client.complete_many(convs, max_tokens=_max_new_tokens(c, records))
         out = []
         for r, t in zip(records, texts):
@@ -266,7 +284,7 @@ def cell_fingerprint_fields(config: Any, spec: Any, records: Sequence[Record],
               "data.path": str(pathlib.Path(data.path).resolve()) if data.source == "jsonl" else "",
               "data.split": data.split, "data.max_per_cell": int(data.max_per_cell),
               "data.records": fingerprint.records_digest(records)}
-    if mode == "generate" or not closed:
+    if mode != "loglik" or not closed:
         fields["prompt.max_new_tokens"] = _max_new_tokens(config, records)
     fields.update(protocol.fingerprint_fields(protocol.CellSettings(config, spec, mode, records, shots)))
     if config.judge.enabled and not closed:
@@ -688,7 +706,9 @@ def run(config: Any) -> dict[str, Any]:
     cache = fingerprint.HashCache(out_dir / HASH_CACHE_NAME)
     wanted = _fingerprints(config, cells, pools, cache)  # fails on a missing local model first
     cache.save()
-    cell_ids = {(name, *key): [r.id for r in recs] for name in config.models for key, recs in cells.items()}
+    extra = {key: position_bias.shifted_records(recs, config.permutations) for key, recs in cells.items()}
+    cell_ids = {(name, *key): position_bias.row_ids([*recs, *extra[key]]) for name in config.models
+                for key, recs in cells.items()}
     plan, files = plan_resume(out_dir, wanted, cell_ids, bool(config.recompute))
     _warn(plan.warn)
     if plan.dropped:
@@ -718,6 +738,8 @@ def run(config: Any) -> dict[str, Any]:
                 bar.set_description(f"{name} {dataset} {language}")
             t0 = time.perf_counter()
             preds, by_form = _predict_cell(model, config, spec, recs, pools[(dataset, language)])
+            shifted_recs = extra[(dataset, language)]  # shifted copies: the position-bias pass
+            shifted = model.predict(shifted_recs, pools[(dataset, language)]) if shifted_recs else []
             scores = None
             if judge is not None and not get_family(recs[0].family).closed:
                 from globmed_jax.evaluation.judge import judge_answers
@@ -729,12 +751,16 @@ def run(config: Any) -> dict[str, Any]:
             if by_form:
                 row.update(formulations.cell_fields(recs, by_form, formulations.primary(config, spec),
                                                     resamples=config.bootstrap_resamples, seed=config.seed))
-                for pr, extra in zip(pred_rows, formulations.item_fields(recs, by_form)):
-                    pr.update(extra)
+                for pr, item_fields in zip(pred_rows, formulations.item_fields(recs, by_form)):
+                    pr.update(item_fields)
             if config.num_shots:
                 for pr, shots in zip(pred_rows, _shots_used(config, recs, pools[(dataset, language)])):
                     pr["shots"] = shots
             row["fingerprint"] = fp
+            if shifted_recs:
+                pred_rows += prediction_rows(name, shifted_recs, shifted, fp["digest"])
+                position_bias.tag_rows(pred_rows, [*recs, *shifted_recs])
+            row.update({**position_bias.cell_fields(pred_rows), **reasoning.cell_fields(preds, setting["mode"])})
             _append(out_dir / PREDICTIONS_DIR / f"{name}.jsonl", pred_rows)
             _append(out_dir / RESULTS_NAME, [row])
             done.append((name, dataset, language))
