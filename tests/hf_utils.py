@@ -75,3 +75,28 @@ def relative_max_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 def write_json(path: pathlib.Path, data: Any) -> None:
     path.write_text(json.dumps(data))
+
+
+def save_tiny_bench_checkpoint(path: pathlib.Path, train_records) -> tuple[pathlib.Path, Any]:
+    """A random fp32 Qwen3 (vocab 512, 2 layers) with a 512-token BPE tokenizer trained on every
+    fifth of ``train_records``, saved to ``path``; weights larger than HF's init so the options of
+    an item get clearly different scores. Returns (path, the torch model)."""
+    import torch
+    import transformers
+
+    from globmed_jax.training.bpe import train_bpe_tokenizer
+
+    texts = [f"{r.context or ''} {r.question} {' '.join(r.options.values())}" for r in train_records[::5]]
+    tok = train_bpe_tokenizer(texts, vocab_size=512)
+    cfg = transformers.Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                   max_position_embeddings=4096, tie_word_embeddings=False,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    hf = transformers.Qwen3ForCausalLM(cfg).eval().float()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, hf

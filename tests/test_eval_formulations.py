@@ -177,26 +177,11 @@ def test_shots_split_must_not_be_the_evaluated_split(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> pathlib.Path:
     """A random fp32 Qwen3 (vocab 512) with a 512-token BPE tokenizer and chat template."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from globmed_jax.training.bpe import train_bpe_tokenizer
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from hf_utils import save_tiny_bench_checkpoint
 
-    train = mini.generate(mini.MiniConfig(), "train")
-    tok = train_bpe_tokenizer([f"{r.context or ''} {r.question} {' '.join(r.options.values())}" for r in train[::5]],
-                              vocab_size=512)
-    cfg = transformers.Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                   max_position_embeddings=4096, tie_word_embeddings=False,
-                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    hf = transformers.Qwen3ForCausalLM(cfg).eval().float()
-    with torch.no_grad():  # larger than HF's init so choices get clearly different scores
-        for name, p in hf.named_parameters():
-            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("tiny_qwen3")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_bench_checkpoint(tmp_path_factory.mktemp("tiny_qwen3"), mini.generate(mini.MiniConfig(), "train"))[0]
 
 
 def test_bench_scores_both_formulations_with_dev_shots_and_resumes_by_fingerprint(tiny_ckpt, tmp_path):

@@ -22,7 +22,7 @@ from globmed_jax.evaluation import bench_config, extract, heldout_metrics, metri
 from globmed_jax.decode import Decoder  # noqa: E402
 from globmed_jax.models import from_pretrained, load_tokenizer  # noqa: E402
 from globmed_jax.models.tokenizer import pad_id  # noqa: E402
-from globmed_jax.training.bpe import train_bpe_tokenizer  # noqa: E402
+from hf_utils import save_tiny_bench_checkpoint  # noqa: E402
 from openai_stub import StubServer  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -35,21 +35,7 @@ TRAIN = [r for r in mini.generate(mini.MiniConfig(), "train") if r.family in CLO
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> tuple[pathlib.Path, object]:
     """A random fp32 Qwen3 (vocab 512) saved with a 512-token BPE tokenizer and chat template."""
-    texts = [f"{r.context or ''} {r.question} {' '.join(r.options.values())}" for r in TRAIN[::5]]
-    tok = train_bpe_tokenizer(texts, vocab_size=512)
-    cfg = transformers.Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                   max_position_embeddings=4096, tie_word_embeddings=False,
-                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    hf = transformers.Qwen3ForCausalLM(cfg).eval().float()
-    with torch.no_grad():  # larger than HF's init so choices get clearly different scores
-        for name, p in hf.named_parameters():
-            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("tiny_qwen3")
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path, hf
+    return save_tiny_bench_checkpoint(tmp_path_factory.mktemp("tiny_qwen3"), TRAIN)
 
 
 @pytest.fixture(scope="module")
