@@ -24,8 +24,8 @@ def get_config():
         "tokenizer.kind": "bpe", "tokenizer.vocab_size": 2048,  # trained on the base corpus
         "data.mixture": "base_corpus", "data.objective": "lm",
         "data.seq_len": 256,
-        "train.steps": 300, "train.global_batch_size": 16, "train.peak_lr": 3e-3,
-        "train.warmup_steps": 30, "train.weight_decay": 0.1,
-        "checkpoint.every_steps": 150, "log.every_steps": 10,
+        "train.steps": 200, "train.global_batch_size": 16, "train.peak_lr": 3e-3,
+        "train.warmup_steps": 20, "train.weight_decay": 0.1,
+        "checkpoint.every_steps": 100, "log.every_steps": 10,
         "eval.max_items_per_language": 0,  # nothing to evaluate here: the report evaluates the model
     })

@@ -24,9 +24,9 @@ def get_config():
         # model does not learn to point back to option letters).
         "data.mcqa_answer": "option_text",
         "data.seq_len": 256,
-        "train.steps": 300, "train.global_batch_size": 16, "train.peak_lr": 2e-3,
-        "train.warmup_steps": 20, "train.weight_decay": 0.1,
+        "train.steps": 160, "train.global_batch_size": 16, "train.peak_lr": 2e-3,
+        "train.warmup_steps": 16, "train.weight_decay": 0.1,
         "train.prompt_loss_weight": 0.0,
-        "checkpoint.every_steps": 150, "log.every_steps": 10,
+        "checkpoint.every_steps": 80, "log.every_steps": 10,
         "eval.max_items_per_language": 0,
     })
