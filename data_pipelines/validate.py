@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
+import re
 import sys
 from typing import Iterable, Iterator, Sequence
 
@@ -102,16 +104,40 @@ def _check_options(r: Record) -> list[Issue]:
     return issues
 
 
-@dataclasses.dataclass(frozen=True)
-class _Signature:
-    """What translations of one source item must agree on."""
+_WHERE = re.compile(r"(?s)(.*):(record|line) (0|[1-9]\d{0,8})")  # str(Location) of a record in a file
+_KINDS = ("record", "line")
 
-    dataset: str
-    family: str
-    split: str
-    n_options: int
-    language: str
-    where: str
+
+class _Places:
+    """Where records were first seen, as one small int each (file index, kind, number) instead of
+    a ``"<path>:record 12"`` string: the path is stored once per file. Other labels are kept as
+    they are."""
+
+    def __init__(self) -> None:
+        self._files: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def pack(self, where: str) -> int | str:
+        m = _WHERE.fullmatch(where)
+        if m is None:
+            return where
+        file = m[1]
+        i = self._index.get(file)
+        if i is None:
+            i = self._index[file] = len(self._files)
+            self._files.append(file)
+        return (i << 31) | (_KINDS.index(m[2]) << 30) | int(m[3])
+
+    def unpack(self, place: int | str) -> str:
+        if isinstance(place, str):
+            return place
+        return f"{self._files[place >> 31]}:{_KINDS[(place >> 30) & 1]} {place & ((1 << 30) - 1)}"
+
+
+def _id_key(record_id: str) -> int:
+    """A 64-bit digest standing in for the id (a 40-byte int instead of the string); two distinct
+    ids share one with probability ~n^2 / 2^65 (1e-8 for a million records)."""
+    return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
 class Validator:
@@ -119,11 +145,25 @@ class Validator:
 
     The first record seen wins: a later duplicate or misaligned record is the one reported.
     Only accepted records are remembered, so a quarantined record never blocks a good one.
+
+    Memory per accepted record is small and fixed (a build's index must not dominate its host
+    memory): the id's 64-bit digest and where it was first seen (one int), plus one entry per
+    ``source_id`` (shared by the item's translations) holding an interned signature.
     """
 
     def __init__(self) -> None:
-        self._ids: dict[str, str] = {}
-        self._sources: dict[str, _Signature] = {}
+        self._ids: dict[int, int | str] = {}  # id digest -> place first seen
+        self._sources: dict[str, tuple[int, int | str]] = {}  # source_id -> (signature index, place)
+        self._signatures: list[tuple[str, str, str, int, str]] = []  # dataset, family, split, n_options, language
+        self._signature_index: dict[tuple[str, str, str, int, str], int] = {}
+        self._places = _Places()
+
+    def _signature(self, sig: tuple[str, str, str, int, str]) -> int:
+        i = self._signature_index.get(sig)
+        if i is None:
+            i = self._signature_index[sig] = len(self._signatures)
+            self._signatures.append(sig)
+        return i
 
     def check(self, r: Record, where: str = "?") -> list[Issue]:
         """All issues of ``r``; when there are none, ``r`` is remembered as accepted."""
@@ -133,20 +173,26 @@ class Validator:
             return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
         if issues:
             return issues
-        if r.id in self._ids:
-            return [("id", f"duplicate id {r.id!r} (first seen at {self._ids[r.id]})")]
-        sig = _Signature(r.dataset, r.family, r.split, len(r.options), r.language, where)
+        key = _id_key(r.id)
+        if key in self._ids:
+            return [("id", f"duplicate id {r.id!r} (first seen at {self._places.unpack(self._ids[key])})")]
+        sig = (r.dataset, r.family, r.split, len(r.options), r.language)
         first = self._sources.get(r.source_id)
+        place = self._places.pack(where)
         if first is not None:
-            for f in ("dataset", "family", "split", "n_options"):
-                a, b = getattr(sig, f), getattr(first, f)
+            first_sig = self._signatures[first[0]]
+            for i, f in enumerate(_ALIGNED):
+                a, b = sig[i], first_sig[i]
                 if a != b:
                     return [("source_id", f"source_id {r.source_id!r} misaligned: {f} {a!r} here but {b!r} in "
-                                          f"language {first.language!r} ({first.where})")]
+                                          f"language {first_sig[4]!r} ({self._places.unpack(first[1])})")]
         else:
-            self._sources[r.source_id] = sig
-        self._ids[r.id] = where
+            self._sources[r.source_id] = (self._signature(sig), place)
+        self._ids[key] = place
         return []
+
+
+_ALIGNED = ("dataset", "family", "split", "n_options")  # what translations of one source item must agree on
 
 
 Key = tuple[str, str, str]

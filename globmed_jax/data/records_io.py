@@ -120,18 +120,23 @@ def normalized_files(path: str | pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in path.rglob("*.jsonl") if p.name != QUARANTINE_NAME)
 
 
-def _read_text(file: pathlib.Path) -> str:
-    data = file.read_bytes()
-    try:
-        return data.decode("utf-8-sig")  # a BOM is tolerated
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise NormalizedDataError(f"{file}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
+def _lines(file: pathlib.Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line, read one line at a time (memory does not grow with
+    the file). Lines are split on ``\\n`` only: str.splitlines() would also break inside
+    strings at U+2028, U+0085... A BOM on the first line is tolerated."""
+    offset = 0
+    with file.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise NormalizedDataError(f"{file}:{lineno}: invalid UTF-8 at byte {offset + e.start}: {e.reason}") from None
+            offset += len(raw)
+            yield lineno, text
 
 
 def _iter_file(file: pathlib.Path) -> Iterator[Record]:
-    # split on "\n" only: str.splitlines() would also break inside strings at U+2028, U+0085...
-    for lineno, line in enumerate(_read_text(file).split("\n"), start=1):
+    for lineno, line in _lines(file):
         if not line.strip():
             continue
         try:
