@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 import sys
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -154,11 +154,11 @@ class Validator:
     def __init__(self) -> None:
         self._ids: dict[int, int | str] = {}  # id digest -> place first seen
         self._sources: dict[str, tuple[int, int | str]] = {}  # source_id -> (signature index, place)
-        self._signatures: list[tuple[str, str, str, int, str]] = []  # dataset, family, split, n_options, language
-        self._signature_index: dict[tuple[str, str, str, int, str], int] = {}
+        self._signatures: list[Signature] = []
+        self._signature_index: dict[Signature, int] = {}
         self._places = _Places()
 
-    def _signature(self, sig: tuple[str, str, str, int, str]) -> int:
+    def _signature(self, sig: Signature) -> int:
         i = self._signature_index.get(sig)
         if i is None:
             i = self._signature_index[sig] = len(self._signatures)
@@ -167,29 +167,42 @@ class Validator:
 
     def check(self, r: Record, where: str = "?") -> list[Issue]:
         """All issues of ``r``; when there are none, ``r`` is remembered as accepted."""
-        try:
-            issues = check_record(r)
-        except Exception as e:  # noqa: BLE001 -- a hostile record must not stop the build
-            return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
+        issues = record_issues(r)
         if issues:
             return issues
-        key = _id_key(r.id)
+        return self.check_history(r.id, r.source_id, signature(r), where)
+
+    def check_history(self, record_id: str, source_id: str, sig: Signature, where: str) -> list[Issue]:
+        """The cross-record rules alone, for a record that passed :func:`check_record` (the Beam
+        build runs them per ``source_id`` group); remembers it when there are no issues."""
+        key = _id_key(record_id)
         if key in self._ids:
-            return [("id", f"duplicate id {r.id!r} (first seen at {self._places.unpack(self._ids[key])})")]
-        sig = (r.dataset, r.family, r.split, len(r.options), r.language)
-        first = self._sources.get(r.source_id)
+            return [duplicate_issue(record_id, self._places.unpack(self._ids[key]))]
+        first = self._sources.get(source_id)
         place = self._places.pack(where)
         if first is not None:
             first_sig = self._signatures[first[0]]
             for i, f in enumerate(_ALIGNED):
                 a, b = sig[i], first_sig[i]
                 if a != b:
-                    return [("source_id", f"source_id {r.source_id!r} misaligned: {f} {a!r} here but {b!r} in "
+                    return [("source_id", f"source_id {source_id!r} misaligned: {f} {a!r} here but {b!r} in "
                                           f"language {first_sig[4]!r} ({self._places.unpack(first[1])})")]
         else:
-            self._sources[r.source_id] = (self._signature(sig), place)
+            self._sources[source_id] = (self._signature(sig), place)
         self._ids[key] = place
         return []
+
+
+Signature = tuple[str, str, str, int, str]  # dataset, family, split, n_options, language
+
+
+def signature(r: Record) -> Signature:
+    """What translations of one source item must agree on (+ the language, for the message)."""
+    return (r.dataset, r.family, r.split, len(r.options), r.language)
+
+
+def duplicate_issue(record_id: str, first_where: str) -> Issue:
+    return ("id", f"duplicate id {record_id!r} (first seen at {first_where})")
 
 
 _ALIGNED = ("dataset", "family", "split", "n_options")  # what translations of one source item must agree on
@@ -296,8 +309,22 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str
 
 def _bad_from_issues(r: Record, loc: Location | str, issues: list[Issue]) -> BadRecord:
     file, where = (loc.file, loc.where) if isinstance(loc, Location) else ("?", str(loc))
+    return bad_from_issues(file, where, issues, r.to_json(), r.dataset, r.language, r.split)
+
+
+def bad_from_issues(file: str, where: str, issues: list[Issue], raw: Any, dataset: Any, language: Any,
+                    split: Any) -> BadRecord:
+    """The quarantine entry of a record with ``issues`` (the first names the field; the rest are listed)."""
     reason = issues[0][1] + ("" if len(issues) == 1 else f" (+{len(issues) - 1} more: " + "; ".join(f"{f}: {m}" for f, m in issues[1:]) + ")")
-    return BadRecord(file, where, issues[0][0], reason, r.to_json(), r.dataset, r.language, r.split)
+    return BadRecord(file, where, issues[0][0], reason, raw, dataset, language, split)
+
+
+def record_issues(r: Record) -> list[Issue]:
+    """:func:`check_record`, never raising (a hostile record must not stop the build)."""
+    try:
+        return check_record(r)
+    except Exception as e:  # noqa: BLE001
+        return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
 
 
 def validated(items: Iterable[Item], *, strict: bool = False, validator: Validator | None = None) -> Iterator[Record | BadRecord]:
