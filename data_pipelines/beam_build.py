@@ -34,12 +34,12 @@ import shutil
 from typing import Any, Iterable, Iterator
 
 from data_pipelines import dev_split
-from data_pipelines.importers import ImportOptions
+from data_pipelines.importers import ImportOptions, import_unit
 from data_pipelines.importers.base import BadRecord
 from data_pipelines.importers.globmed import UnknownLanguages
 from data_pipelines.jsonl_io import quarantine_line
 from data_pipelines.validate import Counts, FileCount, Validator, bad_from_issues, duplicate_issue, record_issues, signature
-from globmed_jax.data.records_io import QUARANTINE_NAME, Key, _inside, _record_line, atomic_open, record_from_obj, record_path
+from globmed_jax.data.records_io import QUARANTINE_NAME, Key, atomic_open, inside_dir, record_from_obj, record_line, record_path
 
 BAD, UNKNOWN, CELL = "bad", "unknown", "cell"
 
@@ -81,8 +81,6 @@ def import_unit_elements(fmt: str, index: int, source: str | None, path: str, op
                          report_unknown: bool) -> Iterator[tuple[str, Any]]:
     """``(tag, element)`` for every item of one unit: ``BAD`` (order, quarantine line), ``UNKNOWN``
     (an unknown-language folder's counts) or ``"candidate"`` (source_id, record summary)."""
-    from data_pipelines.build import import_unit
-
     unknown = UnknownLanguages() if report_unknown else None
     for j, item in enumerate(import_unit(fmt, (source, pathlib.Path(path)), options, unknown)):
         order = (index, j)
@@ -95,7 +93,7 @@ def import_unit_elements(fmt: str, index: int, source: str | None, path: str, op
             yield BAD, _bad(order, bad_from_issues(loc.file, loc.where, issues, r.to_json(), r.dataset, r.language, r.split))
             continue
         try:
-            line, write_error = _record_line(r), None
+            line, write_error = record_line(r), None
         except ValueError as e:  # as RecordWriter.write would refuse it
             line, write_error = None, quarantine_line(BadRecord(loc.file, loc.where, "<output>", f"not written: {e}",
                                                                 r.to_json(), r.dataset, r.language, r.split))
@@ -111,7 +109,7 @@ def _order(v: dict[str, Any]) -> tuple[int, int]:
 
 
 def _history_bad(v: dict[str, Any], issues: list[tuple[str, str]]) -> tuple[tuple[int, int], str]:
-    dataset, family, split, _, language = v["sig"]
+    dataset, _family, split, _n_options, language = v["sig"]
     raw = json.loads(v["line"]) if v["line"] is not None else None
     return _bad(_order(v), bad_from_issues(v["file"], v["where"], issues, raw, dataset, language, split))
 
@@ -158,7 +156,7 @@ def write_cell(out_dir: str, dev: dev_split.DevSplitConfig, cell: tuple[str, str
     paths: dict[str, pathlib.Path] = {}
     for split, vs in list(by_split.items()):
         try:
-            paths[split] = _inside(record_path(out, dataset, language, split), out)
+            paths[split] = inside_dir(record_path(out, dataset, language, split), out)
         except ValueError as e:  # as RecordWriter refuses the key
             for v in by_split.pop(split):
                 raw = json.loads(v["line"])
@@ -183,10 +181,10 @@ def write_cell(out_dir: str, dev: dev_split.DevSplitConfig, cell: tuple[str, str
                 status = "too_small"
             else:
                 status = {"dev": len(dev_ids), "train": len(records) - len(dev_ids)}
-                lines[dev_split.SOURCE_SPLIT] = [_record_line(r) for r in records if r.id not in dev_ids]
-                lines[dev_split.DEV_SPLIT] = [_record_line(dataclasses.replace(r, split=dev_split.DEV_SPLIT))
+                lines[dev_split.SOURCE_SPLIT] = [record_line(r) for r in records if r.id not in dev_ids]
+                lines[dev_split.DEV_SPLIT] = [record_line(dataclasses.replace(r, split=dev_split.DEV_SPLIT))
                                               for r in records if r.id in dev_ids]
-                paths[dev_split.DEV_SPLIT] = _inside(record_path(out, dataset, language, dev_split.DEV_SPLIT), out)
+                paths[dev_split.DEV_SPLIT] = inside_dir(record_path(out, dataset, language, dev_split.DEV_SPLIT), out)
     for split, ls in lines.items():
         paths[split].parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(paths[split]) as fh:

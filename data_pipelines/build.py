@@ -41,12 +41,12 @@ import json
 import logging
 import pathlib
 import sys
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Sequence
 
 from data_pipelines import dev_split, hub
-from data_pipelines.importers import FORMATS, ImportOptions, Item, import_path
+from data_pipelines.importers import FORMATS, ImportOptions, import_unit
 from data_pipelines.beam_build import BeamConfig
-from data_pipelines.importers.globmed import UnknownLanguages, import_sources, release_sources, source_files
+from data_pipelines.importers.globmed import UnknownLanguages, release_sources, source_files
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import QuarantineWriter
@@ -125,16 +125,6 @@ def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
 
 
 UNKNOWN_LANGUAGE_MODES = ("report", "quarantine")
-Unit = tuple[Optional[str], pathlib.Path]  # (GlobMed source, data file), or (None, input of another format)
-
-
-def import_unit(fmt: str, unit: Unit, options: ImportOptions, unknown: UnknownLanguages | None = None) -> Iterator[Item]:
-    """The items of one build input unit; a build's stream is its units' items in order."""
-    source, path = unit
-    if fmt == "globmed":
-        return import_sources([(source or "", path)], options, unknown)
-    return import_path(fmt, path, options)
-
 
 def build(
     fmt: str,

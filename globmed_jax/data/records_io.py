@@ -30,7 +30,7 @@ from globmed_jax.data.schema import Record
 __all__ = [
     "QUARANTINE_NAME", "NAME_PATTERN", "NormalizedDataError", "Key", "check_name", "record_id", "record_path",
     "normalized_files", "iter_records", "load_records", "read_split", "record_from_obj", "RecordWriter",
-    "write_records", "dumps", "atomic_open",
+    "write_records", "dumps", "atomic_open", "inside_dir", "record_line",
 ]
 
 QUARANTINE_NAME = "quarantine.jsonl"
@@ -71,7 +71,7 @@ def record_path(out_dir: str | pathlib.Path, dataset: str, language: str, split:
     return pathlib.Path(out_dir) / parts[0] / parts[1] / f"{parts[2]}.jsonl"
 
 
-def _inside(path: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
+def inside_dir(path: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
     """``path`` when it resolves (symlinks followed) inside ``root``, else ValueError."""
     real = path.resolve()
     if not real.is_relative_to(root.resolve()):
@@ -101,7 +101,7 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
-def _record_line(record: Record) -> str:
+def record_line(record: Record) -> str:
     """A record's line, strictly: NaN/Infinity or text that is not valid Unicode raise
     ValueError (validation quarantines such records before they get here)."""
     line = json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False)
@@ -214,7 +214,7 @@ class RecordWriter:
         self.counts: dict[Key, int] = {}
 
     def _open(self, key: Key) -> IO[str]:
-        path = _inside(record_path(self.out_dir, *key), self.out_dir)  # before mkdir: no dirs outside
+        path = inside_dir(record_path(self.out_dir, *key), self.out_dir)  # before mkdir: no dirs outside
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp[key] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.paths[key] = path
@@ -224,7 +224,7 @@ class RecordWriter:
 
     def write(self, record: Record) -> None:
         key = (record.dataset, record.language, record.split)
-        line = _record_line(record)
+        line = record_line(record)
         fh = self._files.get(key) or self._open(key)
         fh.write(line + "\n")
         self.counts[key] += 1
