@@ -4,7 +4,7 @@
         [--language en] [--split test] [--strict] [--tfds] [--field-map JSON_OR_FILE]
     python -m data_pipelines.build --format globmed --input hf://ruiyang-medinfo/GlobMed_MedQA --output out/g
     python -m data_pipelines.build --format globmed --input hf://globmed --output out/g   # all 10 sources
-        [--dev-seed 0] [--no-dev-split]
+        [--dev-seed 0] [--no-dev-split] [--beam-runner DirectRunner [--beam-options "--direct_num_workers=2"]]
 
 ``--input hf://org/name[@revision]`` (several, or ``hf://globmed`` for the whole collection)
 downloads dataset repositories through huggingface_hub (``data_pipelines/hub.py``; HF_HOME,
@@ -18,6 +18,10 @@ Writes ``OUT/<dataset>/<language>/<split>.jsonl``, ``OUT/quarantine.jsonl``,
 ArrayRecord TFDS datasets under ``OUT/tfds``. Every file is written under
 a temporary name and renamed into place. Use one output directory per run: files are
 overwritten, not appended; an output that overlaps the input is refused.
+
+``--beam-runner`` runs the same build as an Apache Beam pipeline (``data_pipelines/beam_build.py``;
+``--tfds`` then uses TFDS's own Beam support): same JSONL, ArrayRecord, quarantine and manifest
+counts as the single-process build, for releases that outgrow one host.
 
 Every (dataset, language) whose source has no validation split gets a dev split carved from its
 train file (``data_pipelines/dev_split.py``: seeded by source id, 5% with at least 5 and at most
@@ -40,8 +44,9 @@ import sys
 from typing import Any, Sequence
 
 from data_pipelines import dev_split, hub
-from data_pipelines.importers import FORMATS, ImportOptions, import_path
-from data_pipelines.importers.globmed import UnknownLanguages, import_sources, release_sources
+from data_pipelines.importers import FORMATS, ImportOptions, import_unit
+from data_pipelines.beam_build import BeamConfig
+from data_pipelines.importers.globmed import UnknownLanguages, release_sources, source_files
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
 from data_pipelines.jsonl_io import QuarantineWriter
@@ -121,7 +126,6 @@ def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
 
 UNKNOWN_LANGUAGE_MODES = ("report", "quarantine")
 
-
 def build(
     fmt: str,
     input_path: str | pathlib.Path | Sequence[str],
@@ -133,6 +137,7 @@ def build(
     progress: bool | None = None,
     unknown_languages: str | None = None,
     dev: dev_split.DevSplitConfig = dev_split.DevSplitConfig(),
+    beam: BeamConfig | None = None,
 ) -> Counts:
     """Imports ``input_path`` with the ``fmt`` importer into ``output_dir``; returns the counts.
 
@@ -143,6 +148,8 @@ def build(
     ``manifest.json`` and in ``Counts.unknown_languages``); ``"quarantine"`` quarantines each of
     their records. Default: report for hub input, quarantine for local input. ``dev``: how the
     dev split is carved from train where the source has none (``dev_split.DevSplitConfig``).
+    ``beam``: run the build (and the TFDS stage) as an Apache Beam pipeline on that runner
+    (``data_pipelines/beam_build.py``); the outputs are the same as the single-process build's.
 
     Every input record is read and accounted for; outputs, quarantine and manifest are always
     written whole. Raises BuildError when the output overlaps the input, and, in strict mode
@@ -162,37 +169,43 @@ def build(
             raise BuildError(str(e)) from None
         for s in sources:
             check_paths(s.path, out)
-        if fmt == "globmed":
-            items = import_sources([(s.name, s.path) for s in sources], options, unknown)
-        else:
-            items = (item for s in sources for item in import_path(fmt, s.path, options))
+        units = (source_files([(s.name, s.path) for s in sources]) if fmt == "globmed"
+                 else [(None, s.path) for s in sources])
         inp: Any = ",".join(f"{hub.SCHEME}{s.repo_id}@{s.commit}" for s in sources)
     else:
         sources = []
         inp = pathlib.Path(input_path)  # type: ignore[arg-type]
         check_paths(inp, out)
-        items = import_sources(release_sources(inp), options, unknown) if fmt == "globmed" else import_path(fmt, inp, options)
+        units = source_files(release_sources(inp)) if fmt == "globmed" else [(None, inp)]
     out.mkdir(parents=True, exist_ok=True)
-    with RecordWriter(out) as writer, QuarantineWriter(out / QUARANTINE_NAME) as quarantine:
-        counts = run_validation(items, writer=writer, quarantine=quarantine, progress=progress)
+    if beam is None:
+        items = (item for unit in units for item in import_unit(fmt, unit, options, unknown))
+        with RecordWriter(out) as writer, QuarantineWriter(out / QUARANTINE_NAME) as quarantine:
+            counts = run_validation(items, writer=writer, quarantine=quarantine, progress=progress)
+        written = dict(writer.counts)
+        carved = dev_split.carve(out, written, dev)
+    else:
+        from data_pipelines.beam_build import run_beam_build  # lazy: apache_beam is an optional extra
+
+        counts, written, carved = run_beam_build(fmt, units, out, options, dev, beam, unknown)
     counts.unknown_languages = unknown  # type: ignore[attr-defined]
     for line in unknown.report() if unknown else ():
         log.warning("%s", line)
-    written = dict(writer.counts)
-    carved = dev_split.carve(out, written, dev)
     for name, n in carved["carved"].items():  # records moved from train to dev, per split as written
         dataset, language = name.split("/")
         for split, delta in ((dev_split.SOURCE_SPLIT, -n["dev"]), (dev_split.DEV_SPLIT, n["dev"])):
             written[(dataset, language, split)] = written.get((dataset, language, split), 0) + delta
             counts.kept[(dataset, language, split)] += delta
     outputs = {str(record_path(pathlib.Path(""), *key)): n for key, n in sorted(written.items())}
-    write_manifest(out / MANIFEST_NAME, manifest(fmt, inp, counts, outputs, sources, unknown, carved))
+    built = manifest(fmt, inp, counts, outputs, sources, unknown, carved)
+    built["engine"] = beam.describe() if beam is not None else {"runner": "single-process"}
+    write_manifest(out / MANIFEST_NAME, built)
     if strict and counts.first_bad is not None:
         raise ValidationError(f"{counts.first_bad.describe()} ({counts.total_quarantined} quarantined in all)")
     if tfds and counts.total_kept:
         from data_pipelines.tfds_builder import build_tfds  # lazy: tensorflow is heavy
 
-        for name in build_tfds(out, out / "tfds"):
+        for name in build_tfds(out, out / "tfds", beam=beam):
             log.info("TFDS config %s written to %s", name, out / "tfds")
     return counts
 
@@ -229,6 +242,12 @@ def make_parser() -> argparse.ArgumentParser:
                    help="globmed: language folders not in the registry are skipped and reported once each "
                         "(report; default for hf:// input) or every record is quarantined (quarantine; default "
                         "for local input)")
+    p.add_argument("--beam-runner", metavar="RUNNER",
+                   help="run the build as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, "
+                        "FlinkRunner, SparkRunner, ...; needs the 'beam' extra); outputs as the single-process build")
+    p.add_argument("--beam-options", metavar="FLAGS",
+                   help="Beam pipeline options as one string, e.g. \"--direct_num_workers=2 "
+                        "--direct_running_mode=multi_processing\" (implies --beam-runner DirectRunner if not given)")
     p.add_argument("--dev-seed", type=int, default=0, help="seed of the dev split carved from train (default 0)")
     p.add_argument("--no-dev-split", action="store_true",
                    help="write the source splits only (no dev split carved from train)")
@@ -249,8 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         language=args.language, split=args.split, field_map=args.field_map,
         cop_base=args.cop_base, question_source=args.question_source,
     )
+    beam = None
+    if args.beam_runner or args.beam_options:
+        try:
+            beam = BeamConfig.parse(args.beam_runner, args.beam_options)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
-        counts = build(args.format, source, args.output, options, tfds=args.tfds,
+        counts = build(args.format, source, args.output, options, tfds=args.tfds, beam=beam,
                        progress=False if args.no_progress else None, unknown_languages=args.unknown_languages,
                        dev=dev_split.DevSplitConfig(seed=args.dev_seed, enabled=not args.no_dev_split))
     except BuildError as e:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import math
 import pathlib
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from globmed_jax.data.records_io import Key, RecordWriter, iter_records
 from globmed_jax.data.schema import Record
@@ -68,20 +69,30 @@ def rank_key(seed: int, record: Record) -> tuple[str, str]:
     return hashlib.sha256(f"{seed}|{record.dataset}|{record.source_id}".encode("utf-8")).hexdigest(), record.id
 
 
-def choose(records: list[Record], config: DevSplitConfig) -> set[str]:
-    """The ids of the records that go to dev (``config.size(len(records))`` of them)."""
-    ranked = sorted(records, key=lambda r: rank_key(config.seed, r))
-    return {r.id for r in ranked[:config.size(len(records))]}
+def choose(records: Iterable[Record], config: DevSplitConfig, n: int | None = None) -> set[str]:
+    """The ids of the records that go to dev (``config.size(n)`` of them; ``n`` = the number of
+    ``records``, counted here when not given). Streams: holds only the ``size(n)`` best ranks."""
+    if n is None:
+        records = list(records)
+        n = len(records)
+    k = config.size(n)
+    if k == 0:
+        return set()
+    best = heapq.nsmallest(k, (rank_key(config.seed, r) for r in records))
+    return {rid for _, rid in best}
 
 
-def carve(out_dir: pathlib.Path, keys: Iterable[Key], config: DevSplitConfig) -> dict[str, Any]:
+def carve(out_dir: pathlib.Path, keys: Iterable[Key] | Mapping[Key, int], config: DevSplitConfig) -> dict[str, Any]:
     """Carves the dev split for every (dataset, language) of ``keys`` (the files the build wrote)
     that has a train file and no validation file; rewrites both files atomically (one
     ``RecordWriter`` per cell: both renamed into place together after both are complete).
+    Streams the train file twice (rank, then rewrite), so memory does not grow with its size;
+    ``keys`` may map each file to its record count (the build's), saving a counting pass.
 
     Returns the manifest entry: the config, ``carved`` ``{"<dataset>/<language>": {"dev": n,
     "train": N - n}}``, ``from_source`` (cells whose source has its own validation split) and
     ``too_small`` (train files under ``min_train``)."""
+    sizes = dict(keys) if isinstance(keys, Mapping) else {}
     keys = set(keys)
     report: dict[str, Any] = {**config.describe(), "carved": {}, "from_source": [], "too_small": []}
     if not config.enabled:
@@ -93,13 +104,15 @@ def carve(out_dir: pathlib.Path, keys: Iterable[Key], config: DevSplitConfig) ->
             report["from_source"].append(name)
             continue
         train_path = out_dir / dataset / language / f"{SOURCE_SPLIT}.jsonl"
-        records = list(iter_records(train_path))
-        dev_ids = choose(records, config)
+        n = sizes.get((dataset, language, SOURCE_SPLIT))
+        if n is None:
+            n = sum(1 for _ in iter_records(train_path))
+        dev_ids = choose(iter_records(train_path), config, n)
         if not dev_ids:
             report["too_small"].append(name)
             continue
         with RecordWriter(out_dir) as writer:  # file order kept in both files
-            for r in records:
+            for r in iter_records(train_path):
                 writer.write(dataclasses.replace(r, split=DEV_SPLIT) if r.id in dev_ids else r)
-        report["carved"][name] = {"dev": len(dev_ids), "train": len(records) - len(dev_ids)}
+        report["carved"][name] = {"dev": len(dev_ids), "train": n - len(dev_ids)}
     return report

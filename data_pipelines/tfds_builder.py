@@ -77,28 +77,44 @@ class GlobMed(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
+    use_beam = False  # set by make_builder(beam=...): the splits are Beam PTransforms (TFDS's Beam support)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         cfg: GlobMedConfig = self.builder_config
         out = {}
         for split in SPLITS:
             path = record_path(pathlib.Path(cfg.jsonl_dir), cfg.dataset, cfg.language, split)
             if path.is_file():
-                out[split] = self._generate_examples(path)
+                out[split] = self._beam_examples(split, path) if self.use_beam else self._generate_examples(path)
         if not out:
             raise FileNotFoundError(f"no {cfg.dataset}/{cfg.language}/<split>.jsonl under {cfg.jsonl_dir}")
         return out
 
     def _generate_examples(self, path: pathlib.Path):
-        for r in iter_records(path):
-            yield r.id, record_to_example(r)
+        yield from file_examples(str(path))
+
+    def _beam_examples(self, split: str, path: pathlib.Path) -> Any:
+        """The same (key, example) pairs as a Beam PTransform: TFDS serializes, shuffles by key
+        and writes the ArrayRecord shards on the pipeline's workers."""
+        beam = tfds.core.lazy_imports.apache_beam
+        return beam.Create([str(path)]) | f"Examples_{split}" >> beam.FlatMap(file_examples)
 
 
-def make_builder(jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, dataset: str, language: str) -> GlobMed:
+def file_examples(path: str):
+    """``(record id, example)`` for every record of one normalized JSONL file."""
+    for r in iter_records(path):
+        yield r.id, record_to_example(r)
+
+
+def make_builder(jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, dataset: str, language: str,
+                 beam: bool = False) -> GlobMed:
     cfg = GlobMedConfig(
         name=config_name(dataset, language), version=VERSION, dataset=dataset, language=language,
         jsonl_dir=str(jsonl_dir), description=f"{dataset} in {language}",
     )
-    return GlobMed(config=cfg, data_dir=str(data_dir), file_format="array_record")
+    builder = GlobMed(config=cfg, data_dir=str(data_dir), file_format="array_record")
+    builder.use_beam = beam
+    return builder
 
 
 def discover(jsonl_dir: str | pathlib.Path) -> list[tuple[str, str]]:
@@ -109,13 +125,18 @@ def discover(jsonl_dir: str | pathlib.Path) -> list[tuple[str, str]]:
 
 
 def build_tfds(
-    jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = None
+    jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = None,
+    beam: Any = None,
 ) -> list[str]:
-    """Prepares one ArrayRecord dataset per (dataset, language); returns the config names."""
+    """Prepares one ArrayRecord dataset per (dataset, language); returns the config names.
+
+    ``beam`` (a ``data_pipelines.beam_build.BeamConfig``): generate through TFDS's Beam support
+    on that runner, one pipeline per (dataset, language); the records are the same."""
     names = []
+    beam_args = {} if beam is None else {"beam_runner": beam.runner, "beam_options": beam.pipeline_options()}
     for dataset, language in pairs if pairs is not None else discover(jsonl_dir):
-        builder = make_builder(jsonl_dir, data_dir, dataset, language)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        builder = make_builder(jsonl_dir, data_dir, dataset, language, beam=beam is not None)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False, **beam_args))
         names.append(builder.builder_config.name)
     return names
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
+import re
 import sys
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -102,16 +104,40 @@ def _check_options(r: Record) -> list[Issue]:
     return issues
 
 
-@dataclasses.dataclass(frozen=True)
-class _Signature:
-    """What translations of one source item must agree on."""
+_WHERE = re.compile(r"(?s)(.*):(record|line) (0|[1-9]\d{0,8})")  # str(Location) of a record in a file
+_KINDS = ("record", "line")
 
-    dataset: str
-    family: str
-    split: str
-    n_options: int
-    language: str
-    where: str
+
+class _Places:
+    """Where records were first seen, as one small int each (file index, kind, number) instead of
+    a ``"<path>:record 12"`` string: the path is stored once per file. Other labels are kept as
+    they are."""
+
+    def __init__(self) -> None:
+        self._files: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def pack(self, where: str) -> int | str:
+        m = _WHERE.fullmatch(where)
+        if m is None:
+            return where
+        file = m[1]
+        i = self._index.get(file)
+        if i is None:
+            i = self._index[file] = len(self._files)
+            self._files.append(file)
+        return (i << 31) | (_KINDS.index(m[2]) << 30) | int(m[3])
+
+    def unpack(self, place: int | str) -> str:
+        if isinstance(place, str):
+            return place
+        return f"{self._files[place >> 31]}:{_KINDS[(place >> 30) & 1]} {place & ((1 << 30) - 1)}"
+
+
+def _id_key(record_id: str) -> int:
+    """A 64-bit digest standing in for the id (a 40-byte int instead of the string); two distinct
+    ids share one with probability ~n^2 / 2^65 (1e-8 for a million records)."""
+    return int.from_bytes(hashlib.blake2b(record_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
 
 
 class Validator:
@@ -119,34 +145,67 @@ class Validator:
 
     The first record seen wins: a later duplicate or misaligned record is the one reported.
     Only accepted records are remembered, so a quarantined record never blocks a good one.
+
+    Memory per accepted record is small and fixed (a build's index must not dominate its host
+    memory): the id's 64-bit digest and where it was first seen (one int), plus one entry per
+    ``source_id`` (shared by the item's translations) holding an interned signature.
     """
 
     def __init__(self) -> None:
-        self._ids: dict[str, str] = {}
-        self._sources: dict[str, _Signature] = {}
+        self._ids: dict[int, int | str] = {}  # id digest -> place first seen
+        self._sources: dict[str, tuple[int, int | str]] = {}  # source_id -> (signature index, place)
+        self._signatures: list[Signature] = []
+        self._signature_index: dict[Signature, int] = {}
+        self._places = _Places()
+
+    def _signature(self, sig: Signature) -> int:
+        i = self._signature_index.get(sig)
+        if i is None:
+            i = self._signature_index[sig] = len(self._signatures)
+            self._signatures.append(sig)
+        return i
 
     def check(self, r: Record, where: str = "?") -> list[Issue]:
         """All issues of ``r``; when there are none, ``r`` is remembered as accepted."""
-        try:
-            issues = check_record(r)
-        except Exception as e:  # noqa: BLE001 -- a hostile record must not stop the build
-            return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
+        issues = record_issues(r)
         if issues:
             return issues
-        if r.id in self._ids:
-            return [("id", f"duplicate id {r.id!r} (first seen at {self._ids[r.id]})")]
-        sig = _Signature(r.dataset, r.family, r.split, len(r.options), r.language, where)
-        first = self._sources.get(r.source_id)
+        return self.check_history(r.id, r.source_id, signature(r), where)
+
+    def check_history(self, record_id: str, source_id: str, sig: Signature, where: str) -> list[Issue]:
+        """The cross-record rules alone, for a record that passed :func:`check_record` (the Beam
+        build runs them per ``source_id`` group); remembers it when there are no issues."""
+        key = _id_key(record_id)
+        if key in self._ids:
+            return [duplicate_issue(record_id, self._places.unpack(self._ids[key]))]
+        first = self._sources.get(source_id)
+        place = self._places.pack(where)
         if first is not None:
-            for f in ("dataset", "family", "split", "n_options"):
-                a, b = getattr(sig, f), getattr(first, f)
+            first_sig = self._signatures[first[0]]
+            for i, f in enumerate(_ALIGNED):
+                a, b = sig[i], first_sig[i]
                 if a != b:
-                    return [("source_id", f"source_id {r.source_id!r} misaligned: {f} {a!r} here but {b!r} in "
-                                          f"language {first.language!r} ({first.where})")]
+                    return [("source_id", f"source_id {source_id!r} misaligned: {f} {a!r} here but {b!r} in "
+                                          f"language {first_sig[4]!r} ({self._places.unpack(first[1])})")]
         else:
-            self._sources[r.source_id] = sig
-        self._ids[r.id] = where
+            self._sources[source_id] = (self._signature(sig), place)
+        self._ids[key] = place
         return []
+
+
+Signature = tuple[str, str, str, int, str]  # dataset, family, split, n_options, language
+
+
+def signature(r: Record) -> Signature:
+    """What translations of one source item must agree on (+ the language, for the message)."""
+    return (r.dataset, r.family, r.split, len(r.options), r.language)
+
+
+def duplicate_issue(record_id: str, first_where: str) -> Issue:
+    return ("id", f"duplicate id {record_id!r} (first seen at {first_where})")
+
+
+_ALIGNED = ("dataset", "family", "split", "n_options")  # what translations of one source item must agree on
 
 
 Key = tuple[str, str, str]
@@ -250,8 +309,22 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str
 
 def _bad_from_issues(r: Record, loc: Location | str, issues: list[Issue]) -> BadRecord:
     file, where = (loc.file, loc.where) if isinstance(loc, Location) else ("?", str(loc))
+    return bad_from_issues(file, where, issues, r.to_json(), r.dataset, r.language, r.split)
+
+
+def bad_from_issues(file: str, where: str, issues: list[Issue], raw: Any, dataset: Any, language: Any,
+                    split: Any) -> BadRecord:
+    """The quarantine entry of a record with ``issues`` (the first names the field; the rest are listed)."""
     reason = issues[0][1] + ("" if len(issues) == 1 else f" (+{len(issues) - 1} more: " + "; ".join(f"{f}: {m}" for f, m in issues[1:]) + ")")
-    return BadRecord(file, where, issues[0][0], reason, r.to_json(), r.dataset, r.language, r.split)
+    return BadRecord(file, where, issues[0][0], reason, raw, dataset, language, split)
+
+
+def record_issues(r: Record) -> list[Issue]:
+    """:func:`check_record`, never raising (a hostile record must not stop the build)."""
+    try:
+        return check_record(r)
+    except Exception as e:  # noqa: BLE001
+        return [("<record>", f"cannot validate: {type(e).__name__}: {e}")]
 
 
 def validated(items: Iterable[Item], *, strict: bool = False, validator: Validator | None = None) -> Iterator[Record | BadRecord]:

@@ -7,13 +7,13 @@ records or malformed files. Use :func:`import_path` to run one by name.
 from __future__ import annotations
 
 import pathlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 from data_pipelines.importers.base import BadRecord, FieldError, FileFormatError, ImportOptions, Item, Location
 from data_pipelines.importers.bionli import import_bionli
 from data_pipelines.importers.expertqa import import_expertqa
 from data_pipelines.importers.frenchmedmcqa import import_frenchmedmcqa
-from data_pipelines.importers.globmed import import_globmed
+from data_pipelines.importers.globmed import UnknownLanguages, import_globmed, import_sources
 from data_pipelines.importers.headqa import import_headqa
 from data_pipelines.importers.liveqa import import_liveqa
 from data_pipelines.importers.medexpqa import import_medexpqa
@@ -59,7 +59,19 @@ def import_path(fmt: str, path: str | pathlib.Path, options: ImportOptions | Non
     return get_importer(fmt)(pathlib.Path(path), options or ImportOptions())
 
 
+Unit = tuple[Optional[str], pathlib.Path]  # (GlobMed source, data file), or (None, the input of another format)
+
+
+def import_unit(fmt: str, unit: Unit, options: ImportOptions, unknown: UnknownLanguages | None = None) -> Iterator[Item]:
+    """The items of one unit of a build's input (``data_pipelines.build``: its stream is its
+    units' items in order; the Beam build imports the units independently)."""
+    source, path = unit
+    if fmt == "globmed":
+        return import_sources([(source or "", path)], options, unknown)
+    return import_path(fmt, path, options)
+
+
 __all__ = [
     "BadRecord", "FieldError", "FileFormatError", "FORMATS", "IMPORTERS", "ImportOptions", "Importer", "Item", "Location",
-    "get_importer", "import_path",
+    "get_importer", "import_path", "import_unit", "Unit",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, TypeVar, Union
 
 from globmed_jax.data.languages import get_language
@@ -153,6 +154,7 @@ def text(value: Any, field: str, *, required: bool = True) -> str:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_VALUE_DEPTH = 32  # nesting a source item may have; deeper is hostile or broken
 
 
@@ -160,9 +162,9 @@ def _value_problem(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"non-finite number {value!r}"
     if isinstance(value, str):
-        bad = next((c for c in value if "\ud800" <= c <= "\udfff"), None)
-        if bad is not None:
-            return f"lone surrogate U+{ord(bad):04X} (not valid Unicode text)"
+        m = _SURROGATE.search(value)  # C speed: a per-character Python loop dominated the build
+        if m is not None:
+            return f"lone surrogate U+{ord(m.group()):04X} (not valid Unicode text)"
     return None
 
 

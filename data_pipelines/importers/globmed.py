@@ -282,10 +282,15 @@ def import_sources(sources: Iterable[tuple[str, pathlib.Path]], opts: ImportOpti
 
     With ``unknown``, language folders not in the registry are counted there and skipped;
     without it their records reach validation, which quarantines each one."""
-    for source, folder in sources:
-        files = [folder] if folder.is_file() else _release_files(folder)
-        for file in files:
-            yield from _import_file(file, source, opts, unknown)
+    for source, file in source_files(sources):
+        yield from _import_file(file, source, opts, unknown)
+
+
+def source_files(sources: Iterable[tuple[str, pathlib.Path]]) -> list[tuple[str, pathlib.Path]]:
+    """``(source name, file)`` of every data file of ``sources``, in import order: the units a
+    distributed build imports independently (``import_sources([(source, file)])``)."""
+    return [(source, file) for source, folder in sources
+            for file in ([folder] if folder.is_file() else _release_files(folder))]
 
 
 def _import_file(file: pathlib.Path, source: str, opts: ImportOptions,

@@ -30,7 +30,7 @@ from globmed_jax.data.schema import Record
 __all__ = [
     "QUARANTINE_NAME", "NAME_PATTERN", "NormalizedDataError", "Key", "check_name", "record_id", "record_path",
     "normalized_files", "iter_records", "load_records", "read_split", "record_from_obj", "RecordWriter",
-    "write_records", "dumps", "atomic_open",
+    "write_records", "dumps", "atomic_open", "inside_dir", "record_line",
 ]
 
 QUARANTINE_NAME = "quarantine.jsonl"
@@ -71,7 +71,7 @@ def record_path(out_dir: str | pathlib.Path, dataset: str, language: str, split:
     return pathlib.Path(out_dir) / parts[0] / parts[1] / f"{parts[2]}.jsonl"
 
 
-def _inside(path: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
+def inside_dir(path: pathlib.Path, root: pathlib.Path) -> pathlib.Path:
     """``path`` when it resolves (symlinks followed) inside ``root``, else ValueError."""
     real = path.resolve()
     if not real.is_relative_to(root.resolve()):
@@ -101,7 +101,7 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
-def _record_line(record: Record) -> str:
+def record_line(record: Record) -> str:
     """A record's line, strictly: NaN/Infinity or text that is not valid Unicode raise
     ValueError (validation quarantines such records before they get here)."""
     line = json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False)
@@ -120,18 +120,23 @@ def normalized_files(path: str | pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in path.rglob("*.jsonl") if p.name != QUARANTINE_NAME)
 
 
-def _read_text(file: pathlib.Path) -> str:
-    data = file.read_bytes()
-    try:
-        return data.decode("utf-8-sig")  # a BOM is tolerated
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise NormalizedDataError(f"{file}:{line}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
+def _lines(file: pathlib.Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line, read one line at a time (memory does not grow with
+    the file). Lines are split on ``\\n`` only: str.splitlines() would also break inside
+    strings at U+2028, U+0085... A BOM on the first line is tolerated."""
+    offset = 0
+    with file.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise NormalizedDataError(f"{file}:{lineno}: invalid UTF-8 at byte {offset + e.start}: {e.reason}") from None
+            offset += len(raw)
+            yield lineno, text
 
 
 def _iter_file(file: pathlib.Path) -> Iterator[Record]:
-    # split on "\n" only: str.splitlines() would also break inside strings at U+2028, U+0085...
-    for lineno, line in enumerate(_read_text(file).split("\n"), start=1):
+    for lineno, line in _lines(file):
         if not line.strip():
             continue
         try:
@@ -209,7 +214,7 @@ class RecordWriter:
         self.counts: dict[Key, int] = {}
 
     def _open(self, key: Key) -> IO[str]:
-        path = _inside(record_path(self.out_dir, *key), self.out_dir)  # before mkdir: no dirs outside
+        path = inside_dir(record_path(self.out_dir, *key), self.out_dir)  # before mkdir: no dirs outside
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._tmp[key] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.paths[key] = path
@@ -219,7 +224,7 @@ class RecordWriter:
 
     def write(self, record: Record) -> None:
         key = (record.dataset, record.language, record.split)
-        line = _record_line(record)
+        line = record_line(record)
         fh = self._files.get(key) or self._open(key)
         fh.write(line + "\n")
         self.counts[key] += 1
