@@ -5,7 +5,9 @@ mask is never passed as an array: it is described by segment ids and causality, 
 builds only what it needs from them.
 
 * **TPU**: Pallas splash attention (causal mask + ``SegmentIds``, as MaxText uses it), for
-  self-attention (training, prefill) whose length is a multiple of 128.
+  self-attention (training, prefill) whose length is a multiple of 128. Mosaic kernels cannot be
+  partitioned by XLA, so on a mesh the kernel runs per shard under ``shard_map``, laid out as the
+  rules table lays out the activations (``sharding.LOGICAL_AXIS_RULES``).
 * **GPU**: cuDNN flash attention through ``jax.nn.dot_product_attention(implementation="cudnn")``
   for causal self-attention in bf16/fp16 with one segment per row (the masks that public path
   supports); anything else falls back to XLA.
@@ -28,6 +30,9 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+from globmed_jax.sharding import ShardingContext, spec_for_shape
 
 Impl = Literal["xla", "cudnn", "splash"]
 IMPLEMENTATIONS = ("xla", "cudnn", "splash")
@@ -35,8 +40,8 @@ IMPLEMENTATIONS = ("xla", "cudnn", "splash")
 SPLASH_MIN_BLOCK = 128
 SPLASH_MAX_BLOCK = 512
 
-__all__ = ["attention", "choose_impl", "xla_attention", "splash_attention", "cudnn_attention",
-           "IMPLEMENTATIONS"]
+__all__ = ["attention", "choose_impl", "xla_attention", "splash_attention", "sharded_splash_attention",
+           "cudnn_attention", "IMPLEMENTATIONS"]
 
 
 def choose_impl(requested: str | None, *, platform: str, self_attention: bool, t: int, dtype,
@@ -70,6 +75,7 @@ def attention(
     scale: float | None = None,
     impl: str | None = None,
     platform: str | None = None,
+    shard: ShardingContext | None = None,
 ) -> jax.Array:
     """Grouped-query attention.
 
@@ -82,7 +88,8 @@ def attention(
       q_offset: cache slot of query 0 (int or traced int32 scalar); 0 for self-attention.
       scale: logit scale, default ``H ** -0.5``.
       impl: None (per platform), "xla", "cudnn" or "splash"; see ``choose_impl``.
-      platform: defaults to the default backend's platform.
+      platform: defaults to the platform of ``shard``'s mesh, else the default backend's.
+      shard: the model's mesh and rules; a kernel XLA cannot partition (splash) runs per shard.
 
     Returns:
       ``[B,T,N,H]`` in ``q.dtype``.
@@ -93,9 +100,15 @@ def attention(
         raise ValueError("pass both q_segment_ids and kv_segment_ids, or neither")
     scale = h**-0.5 if scale is None else scale
     self_attention = t == s and isinstance(q_offset, int) and q_offset == 0
-    kind = choose_impl(impl, platform=platform or jax.default_backend(), self_attention=self_attention,
+    mesh = shard.mesh if shard is not None else None
+    if platform is None:
+        platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    kind = choose_impl(impl, platform=platform, self_attention=self_attention,
                        t=t, dtype=q.dtype, head_dim=h, one_segment=q_segment_ids is None)
     if kind == "splash":
+        if mesh is not None and mesh.size > 1:
+            return sharded_splash_attention(q, k, v, q_segment_ids, kv_segment_ids, shard=shard,
+                                            causal=causal, scale=scale)
         return splash_attention(q, k, v, q_segment_ids, kv_segment_ids, causal=causal, scale=scale)
     if kind == "cudnn":
         return cudnn_attention(q, k, v, causal=causal, scale=scale)
@@ -184,6 +197,33 @@ def splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, causal
         seg = sa.SegmentIds(q=q_segment_ids.astype(jnp.int32), kv=kv_segment_ids.astype(jnp.int32))
         out = jax.vmap(kernel)(qh, k, v, segment_ids=seg)
     return out.transpose(0, 2, 1, 3).astype(q.dtype)
+
+
+def splash_specs(q_shape, k_shape, shard: ShardingContext) -> tuple[PartitionSpec, PartitionSpec, PartitionSpec]:
+    """The ``shard_map`` specs of splash's q ``[B,T,N,H]``, k/v ``[B,K,T,H]`` and segment ids
+    ``[B,T]``: batch and heads as the rules table shards activations, the sequence whole (the
+    kernel sees every key of its rows). Query and key heads are split together or not at all, so
+    each shard's query heads find their key/value group in the same shard."""
+    q_spec = spec_for_shape(q_shape, ("activation_batch", None, "activation_heads", None), shard.mesh, shard.rules)
+    k_spec = spec_for_shape(k_shape, ("activation_batch", "activation_kv_heads", None, None), shard.mesh, shard.rules)
+    batch, q_heads, kv_heads = q_spec[0], q_spec[2], k_spec[1]
+    if q_heads != kv_heads:
+        q_heads = kv_heads = None
+    return (PartitionSpec(batch, None, q_heads, None), PartitionSpec(batch, kv_heads, None, None),
+            PartitionSpec(batch, None))
+
+
+def sharded_splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, shard: ShardingContext,
+                             causal: bool = True, scale: float | None = None,
+                             interpret: bool = False) -> jax.Array:
+    """``splash_attention`` per shard of ``shard.mesh`` (same shapes and result)."""
+    q_spec, kv_spec, seg_spec = splash_specs(q.shape, k.shape, shard)
+    kernel = functools.partial(splash_attention, causal=causal, scale=scale, interpret=interpret)
+    if q_segment_ids is None:
+        return jax.shard_map(kernel, mesh=shard.mesh, in_specs=(q_spec, kv_spec, kv_spec), out_specs=q_spec,
+                             check_vma=False)(q, k, v)
+    return jax.shard_map(kernel, mesh=shard.mesh, in_specs=(q_spec, kv_spec, kv_spec, seg_spec, seg_spec),
+                         out_specs=q_spec, check_vma=False)(q, k, v, q_segment_ids, kv_segment_ids)
 
 
 # ------------------------------------------------------------------------------------ cuDNN

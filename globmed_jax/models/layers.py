@@ -148,10 +148,8 @@ class Attention(nnx.Module):
                 kv_seg = q_seg
         # The kernel follows the devices the model is laid out on (an AOT compile for a TPU
         # from a CPU host must pick splash), else the default backend.
-        mesh = self.shard.mesh
-        platform = mesh.devices.flat[0].platform if mesh is not None else None
         out = attention(q, k, v, q_seg, kv_seg, causal=True, q_offset=offset, scale=cfg.head_dim**-0.5,
-                        impl=cfg.attention_impl, platform=platform)  # [B,T,N,H]
+                        impl=cfg.attention_impl, shard=self.shard)  # [B,T,N,H]
         return self.o_proj(out), new_cache
 
 
