@@ -1,4 +1,19 @@
-"""A small OpenAI-compatible chat-completions client on ``httpx``.
+"""Small OpenAI-compatible clients on ``httpx``: ``ChatClient`` (``/chat/completions``) and
+``CompletionsClient`` (``/completions``: generation from a prompt text, and the prompt's token
+log-probabilities for log-likelihood scoring of served models), both on ``EndpointClient``,
+which owns everything below.
+
+* Prompt log-probabilities (``CompletionsClient.prompt_logprobs``) come in one of
+  ``LOGPROB_FORMATS``, detected per server on the first request (or fixed by
+  ``logprobs_format``): OpenAI legacy ``echo`` + ``logprobs`` (``choices[0].logprobs.{tokens,
+  token_logprobs, text_offset}``) or vLLM's ``prompt_logprobs``; a server refusing both (HTTP
+  400/404/422 or a reply without them) gives ``LogprobsUnavailableError``. A continuation's
+  tokens are those from the token whose character offset is where the continuation starts
+  (``continuation_logprob``); no token starting there (one spans the boundary) or tokens not
+  spelling the continuation is ``ContinuationBoundaryError``. Offsets count characters, so a
+  token holding the context's last character and only the first bytes of the continuation's
+  first character cannot be seen; prompts here end in a newline or special token, where
+  byte-level pre-tokenizers always split.
 
 * The API key is read from the environment variable NAMED by ``APIConfig.api_key_env``; it is
   sent only in the ``Authorization`` header, only to ``base_url``'s origin, and never logged,
@@ -12,15 +27,17 @@
 * ``timeout_s`` is a total deadline per HTTP attempt: connect, send, headers and every body read
   together (a server dripping one byte a second fails at the deadline with ``APITimeoutError``).
   A reply over ``max_response_bytes`` is aborted while streaming (``APIResponseTooLargeError``).
-* A reply must be a JSON object with ``choices[0].message.content`` a string (and well-formed
-  ``logprobs`` when present); otherwise ``APIResponseError`` names the field, and nothing is cached.
+* A reply must be a JSON object with ``choices[0].message.content`` (chat) or
+  ``choices[0].text`` (completions) a string, and well-formed ``logprobs`` when present or asked
+  for; otherwise ``APIResponseError`` names the field, and nothing is cached.
 * Retries with exponential backoff (``backoff_s * 2**attempt``, capped at ``max_backoff_s``, or
   the server's ``Retry-After`` when it sends one, capped the same way) on HTTP 429, 5xx,
   timeouts and connection errors; other 4xx, redirects and invalid replies fail at once.
 * ``complete_many`` runs at most ``max_concurrency`` requests at a time (threads) over one shared
   ``httpx.Client`` (connections are reused).
-* An append-only JSONL cache (``cache_path``) keyed by the SHA-256 of (model, messages,
-  request parameters) holds only (key, model, reply text), written after every valid answer, so
+* An append-only JSONL cache (``cache_path``) keyed by the SHA-256 of (model, messages or
+  prompt, request parameters) holds only (key, model, reply text, or the prompt's parsed
+  tokens / log-probs / offsets as JSON), written after every valid answer, so
   an interrupted run resumes without asking again; identical requests inside one call are sent once.
 * Proxies from the environment are not used (``trust_env=False``): the deadline is enforced on
   the client's own sockets, and the key goes to no host but ``base_url``'s.

@@ -294,8 +294,8 @@ class ServedModel:
         if not spec.base_url:
             raise ValueError(f"model {name!r}: served models need models.{name}.base_url (e.g. http://host:8000/v1)")
         if effective_mode(config, spec) == reasoning.MODE:
-            raise ValueError(f"model {name!r}: reasoning mode is not supported for served: models yet; "
-                             "leave models.{name}.tokenizer empty to ask /chat/completions instead")
+            raise ValueError(f"model {name!r}: reasoning mode is not supported for served: models with a "
+                             f"tokenizer yet; leave models.{name}.tokenizer empty to ask /chat/completions instead")
         self.tokenizer = load_tokenizer(_served_tokenizer(spec))
         client = CompletionsClient(
             APIConfig.from_mapping(spec, model=endpoint_model(spec),
