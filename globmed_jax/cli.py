@@ -16,12 +16,13 @@ from absl import flags
 
 
 def _load_config_file(path: str):
-    spec = importlib.util.spec_from_file_location("_globmed_config", path.split(":")[0])
+    file, _, arg = path.partition(":")  # config_flags passes what follows ':' to get_config
+    spec = importlib.util.spec_from_file_location("_globmed_config", file)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"config file {path} not found")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def explain_override_error(argv: Sequence[str], err: Exception) -> str:

@@ -78,3 +78,30 @@ def test_data_objective_and_one_built_tree_are_checked_with_the_config():
     both = configured({"model.checkpoint": "/some/dir", "data.jsonl_dir": "a", "data.arrayrecord_dir": "b"})
     with pytest.raises(ConfigError, match="not both"):
         validate(both, num_devices=1)
+
+
+def test_bench_globmed_lists_the_open_models_by_hub_id_and_the_endpoint_examples():
+    from globmed_jax.evaluation.runner import chat_only, effective_mode, is_served
+    from globmed_jax.models.hub import parse_hub_id
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "bench_globmed.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plain = module.get_config()
+    ids = {m.path for m in plain.models.values()}
+    assert ids == {"Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct",
+                   "Qwen/Qwen2.5-7B-Instruct", "google/gemma-3-4b-it", "google/gemma-3-12b-it",
+                   "google/medgemma-4b-it", "google/medgemma-27b-text-it", "mistralai/Mistral-7B-Instruct-v0.3"}
+    assert all(parse_hub_id(i) is not None for i in ids)
+    assert all(m.enable_thinking == ("false" if m.path.startswith("Qwen/Qwen3") else "") for m in plain.models.values())
+    full = module.get_config("served,api")
+    extra = {k: full.models[k] for k in set(full.models) - set(plain.models)}
+    served = [m for m in extra.values() if is_served(m)]
+    api = [m for m in extra.values() if m.path.startswith("api:")]
+    assert len(served) == 1 and len(api) == 1 and len(extra) == 2
+    assert served[0].tokenizer and served[0].base_url.endswith("/v1") and not chat_only(served[0])
+    assert effective_mode(full, served[0]) == "loglik" and effective_mode(full, api[0]) == "generate"
+    assert api[0].api_key_env == "OPENAI_API_KEY"  # a variable name, no key in the file
+    with pytest.raises(ValueError, match="unknown extras"):
+        module.get_config("servd")

@@ -14,10 +14,17 @@ from globmed_jax.data.languages import DEFAULT_LANGUAGES
 
 
 def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
-    """One model. ``path``: a local HF checkpoint directory, or ``api:<model name>`` for an
-    OpenAI-compatible endpoint (then ``base_url`` and, unless the server needs none,
-    ``api_key_env`` = the NAME of the environment variable holding the key). ``setup``: the
-    command that creates a missing local ``path`` (shown in the error).
+    """One model. ``path``: a local HF checkpoint directory or hub id (``org/name[@revision]``),
+    ``api:<model name>`` for an OpenAI-compatible chat endpoint (generation only), or
+    ``served:<model name>`` for a model behind an OpenAI-compatible ``/v1/completions`` server
+    (vLLM, SGLang, llama.cpp server, TGI), scored by log-likelihood from the server's prompt
+    log-probabilities or generated. Endpoints need ``base_url`` (``http://host:8000/v1``) and,
+    unless the server needs none, ``api_key_env`` = the NAME of the environment variable holding
+    the key. ``tokenizer`` (served only): hub id or directory of the served model's tokenizer,
+    whose chat template renders the prompts here, as for a local model; empty = ask
+    ``/chat/completions`` (the server's template), generation only. ``logprobs_format`` (served):
+    "auto" (detected per server), "echo" (OpenAI legacy echo + logprobs) or "prompt_logprobs"
+    (vLLM). ``setup``: the command that creates a missing local ``path`` (shown in the error).
 
     ``mode``: "" uses the run's mode (API models generate, or reason in "reasoning" mode). ``enable_thinking``: "" leaves
     the chat template default, "true"/"false" pass it (Qwen3). ``mcqa_answer``: "" uses the run's
@@ -26,7 +33,8 @@ def model_spec(path: str, *, setup: str = "", **overrides) -> ConfigDict:
     spread the weights over all local devices when there are several."""
     spec = ConfigDict(dict(
         path=path, setup=setup, dtype="bfloat16", param_dtype="bfloat16", shard=True, mode="",
-        enable_thinking="", mcqa_answer="", batch_size=0, **endpoint_defaults(),
+        enable_thinking="", mcqa_answer="", batch_size=0, tokenizer="", logprobs_format="auto",
+        **endpoint_defaults(),
     ))
     spec.update(overrides)
     return spec

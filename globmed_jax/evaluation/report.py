@@ -110,6 +110,7 @@ def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard"
         lines.append(f"| {m} | " + " | ".join(cells) + f" | **{_pct(s.average.get(m))}** | {_pct(s.high[m])} | "
                      f"{_pct(s.low[m])} | {_pct(s.gap[m], signed=True)} | {_pct(s.consistency.get(m))} | "
                      f"{_pct(s.parse_failure[m])} |")
+    lines += _backend_lines(s)
     lines += _formulation_lines(s)
     if s.datasets:
         lines += ["", "## Per dataset (accuracy %, mean over languages)", "",
@@ -126,6 +127,33 @@ def leaderboard_markdown(s: Summary, *, title: str = "GlobMed-Bench leaderboard"
     lines += protocol_report.markdown(s.protocol)
     lines += ["", f"{len(s.rows)} cells from `{RESULTS_NAME}`. Intervals per cell (bootstrap 95%) are in the file.", ""]
     return "\n".join(lines)
+
+
+def _backend_lines(s: Summary) -> list[str]:
+    """Which backend scored each model and whether log-likelihood was available (only when some
+    model is not local: then rows were not all measured the same way)."""
+    info: dict[str, dict[str, Any]] = {}
+    for r in s.rows:
+        if isinstance(r.get("backend"), dict):
+            info[r["model"]] = r["backend"]
+    if all(b.get("kind") == "local" for b in info.values()):
+        return []
+    lines = ["", "## Backends", "", "**local** = our JAX model on a checkpoint; **served** = a model server's "
+             "OpenAI-compatible endpoint; **api** = a chat API. A chat endpoint returns no prompt log-probabilities, "
+             "so its rows are generated and parsed, not ranked by log-likelihood.", "",
+             "| Model | Backend | Log-likelihood |", "|---|---|---|"]
+    for m in sorted(info):
+        b = info[m]
+        avail = b.get("loglik_available")
+        if avail is True:
+            ll = "available" + (f" ({b['logprobs_format']})" if b.get("logprobs_format") else "")
+        elif avail is False:
+            ll = "unavailable: generation only" + (f" ({b['note']})" if b.get("note") else "")
+        else:
+            ll = "not asked" + (f" ({b['note']})" if b.get("note") else "")
+        endpoint = f" (/{b['endpoint']})" if b.get("endpoint") else ""
+        lines.append(f"| {m} | {b.get('kind', '?')}{endpoint} | {ll} |")
+    return lines
 
 
 def _formulation_lines(s: Summary) -> list[str]:

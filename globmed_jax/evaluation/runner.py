@@ -33,8 +33,14 @@ at most one half-written last line, which the next run discards.
 
 Local models are HF checkpoint directories loaded with ``models.from_pretrained`` (sharded
 over all devices with ``sharding.make_mesh`` when there are several); ``api:<name>`` models go
-through ``globmed_jax.api_client.ChatClient`` with a response cache at
-``<out_dir>/api_cache/<model>-<base URL hash>.jsonl``.
+through ``globmed_jax.api_client.ChatClient`` (generation only: a chat API returns no prompt
+log-probabilities) and ``served:<name>`` models through ``api_client.CompletionsClient`` on
+``<base_url>/completions`` (vLLM, SGLang, llama.cpp server, TGI; ``evaluation.served``): prompts
+rendered with the spec's ``tokenizer`` (hub id or directory), scored by log-likelihood from the
+server's prompt log-probabilities or generated. A served model without ``tokenizer`` is asked
+through ``/chat/completions`` like an API model (generation only). Both keep a response cache at
+``<out_dir>/api_cache/<model>-<base URL hash>.jsonl``. Every row records its ``backend``
+(``{"kind": "local" | "served" | "api", "loglik": bool, ...}``).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from globmed_jax.data.schema import Record
 from globmed_jax.evaluation import (
     extract, fingerprint, formulations, metrics, position_bias, prompting, protocol, reasoning,
 )
-from globmed_jax.api_client import APIConfig, ChatClient
+from globmed_jax.api_client import APIConfig, ChatClient, CompletionsClient
 from globmed_jax.models.hub import resolve_checkpoint
 from globmed_jax.evaluation.scoring import Prediction
 
@@ -70,6 +76,7 @@ PREDICTIONS_DIR = "predictions"
 REJECTED_NAME = "rejected.jsonl"  # discarded lines, kept for inspection; nothing reads them back
 HASH_CACHE_NAME = ".hash_cache.json"
 API_PREFIX = "api:"
+SERVED_PREFIX = "served:"
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -144,10 +151,30 @@ def is_api(spec: Any) -> bool:
     return str(spec.path).startswith(API_PREFIX)
 
 
+def is_served(spec: Any) -> bool:
+    return str(spec.path).startswith(SERVED_PREFIX)
+
+
+def _served_tokenizer(spec: Any) -> str:
+    return str(spec.get("tokenizer", "")) if is_served(spec) else ""
+
+
+def chat_only(spec: Any) -> bool:
+    """An endpoint asked through /chat/completions: ``api:`` models, and ``served:`` ones without a
+    tokenizer (no chat template here to render a completions prompt with)."""
+    return is_api(spec) or (is_served(spec) and not _served_tokenizer(spec))
+
+
+def endpoint_model(spec: Any) -> str:
+    """The model name sent to the endpoint (the path after ``api:`` / ``served:``)."""
+    path = str(spec.path)
+    return path[len(API_PREFIX):] if is_api(spec) else path[len(SERVED_PREFIX):]
+
+
 def effective_mode(config: Any, spec: Any) -> str:
-    """The model's scoring mode: its own or the run's; API models generate (or reason)."""
+    """The model's scoring mode: its own or the run's; chat-only endpoints generate (or reason)."""
     mode = spec.mode or config.mode
-    if is_api(spec):
+    if chat_only(spec):
         return reasoning.MODE if mode == reasoning.MODE else "generate"
     return mode
 
@@ -172,6 +199,9 @@ class LocalModel:
         self.name, self.spec, self.config = name, spec, config
         self.path = check_local_path(name, spec)
         self._decoder = self._tokenizer = None
+
+    def backend_info(self) -> dict[str, Any]:
+        return {"kind": "local", "loglik_available": True}
 
     def load(self) -> None:
         import jax
@@ -219,14 +249,18 @@ def api_cache_path(out_dir: pathlib.Path, stem: str, base_url: str) -> str:
 
 
 class APIModel:
-    """An OpenAI-compatible endpoint; answers are generated and parsed like local generations."""
+    """An OpenAI-compatible chat endpoint; answers are generated and parsed like local generations."""
 
     def __init__(self, name: str, spec: Any, config: Any, out_dir: pathlib.Path):
         self.name, self.spec, self.config = name, spec, config
         if not spec.base_url:
             raise ValueError(f"model {name!r}: API models need models.{name}.base_url")
         self.client = ChatClient(APIConfig.from_mapping(
-            spec, model=str(spec.path)[len(API_PREFIX):], cache_path=api_cache_path(out_dir, name, spec.base_url)))
+            spec, model=endpoint_model(spec), cache_path=api_cache_path(out_dir, name, spec.base_url)))
+
+    def backend_info(self) -> dict[str, Any]:
+        return {"kind": "served" if is_served(self.spec) else "api", "loglik_available": False,
+                "endpoint": "chat/completions", "note": "chat endpoint: generation only (no prompt log-probabilities)"}
 
     def predict(self, records: Sequence[Record], shots: Sequence[Record], formulation: str | None = None
                 ) -> list[Prediction]:
@@ -248,6 +282,54 @@ class APIModel:
         return out
 
 
+class ServedModel:
+    """A model behind ``<base_url>/completions``, prompted with its own chat template rendered
+    here (``spec.tokenizer``), scored through ``evaluation.served.ServedBackend``."""
+
+    def __init__(self, name: str, spec: Any, config: Any, out_dir: pathlib.Path):
+        from globmed_jax.evaluation.served import ServedBackend
+        from globmed_jax.models.tokenizer import load_tokenizer
+
+        self.name, self.spec, self.config = name, spec, config
+        if not spec.base_url:
+            raise ValueError(f"model {name!r}: served models need models.{name}.base_url (e.g. http://host:8000/v1)")
+        if effective_mode(config, spec) == reasoning.MODE:
+            raise ValueError(f"model {name!r}: reasoning mode is not supported for served: models with a "
+                             f"tokenizer yet; leave models.{name}.tokenizer empty to ask /chat/completions instead")
+        self.tokenizer = load_tokenizer(_served_tokenizer(spec))
+        client = CompletionsClient(
+            APIConfig.from_mapping(spec, model=endpoint_model(spec),
+                                   cache_path=api_cache_path(out_dir, name, spec.base_url)),
+            logprobs_format=str(spec.get("logprobs_format", "auto")))
+        self.backend = ServedBackend(client, progress=bool(config.progress))
+
+    def backend_info(self) -> dict[str, Any]:
+        info = self.backend.info()
+        if effective_mode(self.config, self.spec) != "loglik":  # generated by choice: the server was not probed
+            info.update(loglik_available=None, logprobs_format="", note="generate mode: log-probabilities not asked")
+        return info
+
+    def predict(self, records: Sequence[Record], shots: Sequence[Record], formulation: str | None = None
+                ) -> list[Prediction]:
+        from globmed_jax.evaluation import scoring
+
+        c = self.config
+        return scoring.predict_with(
+            self.backend, self.tokenizer, records, mode=effective_mode(c, self.spec),
+            prompt_config=_prompt_config(c, self.spec, formulation), few_shot=shots,
+            num_shots=c.num_shots or None, instruction_language=c.instruction_language,
+            max_new_tokens=_max_new_tokens(c, records), seed=c.data.shots_seed)
+
+
+def make_model(name: str, spec: Any, config: Any, out_dir: pathlib.Path) -> Any:
+    """The runner's model object of a spec: local, served (completions) or chat endpoint."""
+    if chat_only(spec):
+        return APIModel(name, spec, config, out_dir)
+    if is_served(spec):
+        return ServedModel(name, spec, config, out_dir)
+    return LocalModel(name, spec, config)
+
+
 # ----------------------------------------------------------------------------- fingerprints
 
 
@@ -257,9 +339,16 @@ Cell = tuple[str, str, str]  # (model, dataset, language)
 def model_fingerprint_fields(name: str, spec: Any, cache: fingerprint.HashCache) -> dict[str, Any]:
     """What identifies the model: for an API model its name and base URL (never the key), for a
     local one its resolved path, weight / config file hashes, tokenizer file hashes and dtypes."""
-    if is_api(spec):
-        return {"model.kind": "api", "model.api_model": str(spec.path)[len(API_PREFIX):],
+    if chat_only(spec):
+        return {"model.kind": "api" if is_api(spec) else "served_chat", "model.api_model": endpoint_model(spec),
                 "model.base_url": str(spec.base_url)}
+    if is_served(spec):  # the served weights are the server's; the prompt is rendered with this tokenizer
+        tok_dir = resolve_checkpoint(_served_tokenizer(spec))
+        if not tok_dir.is_dir():
+            raise MissingCheckpointError(f"model {name!r}: tokenizer directory {tok_dir} does not exist")
+        return {"model.kind": "served", "model.api_model": endpoint_model(spec), "model.base_url": str(spec.base_url),
+                "model.logprobs_format": str(spec.get("logprobs_format", "auto")),
+                "tokenizer.files": fingerprint.checkpoint_files(tok_dir, cache)[1]}
     path = check_local_path(name, spec).resolve()
     files, tokenizer_files = fingerprint.checkpoint_files(path, cache)
     return {"model.kind": "local", "model.path": str(path), "model.files": files,
@@ -728,7 +817,7 @@ def run(config: Any) -> dict[str, Any]:
     for name, spec in config.models.items():
         if not pending[name]:
             continue
-        model = APIModel(name, spec, config, out_dir) if is_api(spec) else LocalModel(name, spec, config)
+        model = make_model(name, spec, config, out_dir)
         loaded.append(name)
         setting = setting_of(config, spec)
         for dataset, language in pending[name]:
@@ -757,6 +846,7 @@ def run(config: Any) -> dict[str, Any]:
                 for pr, shots in zip(pred_rows, _shots_used(config, recs, pools[(dataset, language)])):
                     pr["shots"] = shots
             row["fingerprint"] = fp
+            row["backend"] = model.backend_info()
             if shifted_recs:
                 pred_rows += prediction_rows(name, shifted_recs, shifted, fp["digest"])
                 position_bias.tag_rows(pred_rows, [*recs, *shifted_recs])

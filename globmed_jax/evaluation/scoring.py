@@ -20,13 +20,18 @@ an end-of-turn token (``models.tokenizer.END_TOKENS``: ``<|im_end|>``, Llama 3's
 is parsed by ``extract.parse_answer``. Unparseable answers have
 ``predicted=None, parse_failed=True`` and count as wrong. open_qa records are always generated
 (there is nothing to rank); their prediction is the cleaned text.
+
+Both modes go through a ``Backend`` (prompt TEXTS in, choice log-probabilities / generated
+texts out): ``DecoderBackend`` is the local model above; ``evaluation.served.ServedBackend``
+asks an OpenAI-compatible completions server for the same quantities, so a served model is
+scored by the same code (``predict_with``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -39,7 +44,8 @@ from globmed_jax.models.tokenizer import eos_ids
 
 MODES = ("loglik", "generate")
 
-__all__ = ["Prediction", "predict", "choice_logprobs", "prompt_ids", "is_correct", "MODES"]
+__all__ = ["Prediction", "Backend", "DecoderBackend", "predict", "predict_with", "choice_logprobs",
+           "prompt_ids", "prompt_texts", "is_correct", "MODES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +65,25 @@ class Prediction:
 # ------------------------------------------------------------------------------- prompts
 
 
-def prompt_ids(tokenizer: Any, records: Sequence[Record], *, prompt_config: PromptConfig = PromptConfig(),
-               few_shot: Sequence[Record] = (), num_shots: int | None = None,
-               instruction_language: str = "en", seed: int = 0) -> list[list[int]]:
-    """Token ids of every record's prompt (chat template + assistant header)."""
+def prompt_texts(tokenizer: Any, records: Sequence[Record], *, prompt_config: PromptConfig = PromptConfig(),
+                 few_shot: Sequence[Record] = (), num_shots: int | None = None,
+                 instruction_language: str = "en", seed: int = 0) -> list[str]:
+    """Every record's rendered prompt (chat template + assistant header) as text."""
     out = []
     for r in records:
         cfg = prompting.config_for(r, prompt_config, instruction_language)
         shots = prompting.select_shots(r, few_shot, num_shots, seed) if few_shot else ()
-        text = prompting.render(r, tokenizer, cfg, shots)
-        out.append(list(tokenizer.encode(text, add_special_tokens=False)))
+        out.append(prompting.render(r, tokenizer, cfg, shots))
     return out
+
+
+def prompt_ids(tokenizer: Any, records: Sequence[Record], *, prompt_config: PromptConfig = PromptConfig(),
+               few_shot: Sequence[Record] = (), num_shots: int | None = None,
+               instruction_language: str = "en", seed: int = 0) -> list[list[int]]:
+    """Token ids of every record's prompt (chat template + assistant header)."""
+    texts = prompt_texts(tokenizer, records, prompt_config=prompt_config, few_shot=few_shot, num_shots=num_shots,
+                         instruction_language=instruction_language, seed=seed)
+    return [list(tokenizer.encode(text, add_special_tokens=False)) for text in texts]
 
 
 # ----------------------------------------------------------------------- choice scoring
@@ -89,7 +103,13 @@ def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record],
         if cs is None:
             raise ValueError(f"record {r.id}: family {r.family!r} has no closed answer set to score")
         choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
-    scores: list[np.ndarray | None] = [None] * len(records)
+    return _score_ids(decoder, prompts, choices, batch_size=batch_size, progress=progress)
+
+
+def _score_ids(decoder: Decoder, prompts: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]], *,
+               batch_size: int, progress: bool) -> list[np.ndarray]:
+    """Per prompt, the summed log-prob of each of its choices' token ids (``[O]`` float64)."""
+    scores: list[np.ndarray | None] = [None] * len(prompts)
     single = [i for i, cs in enumerate(choices) if all(len(c) == 1 for c in cs)]
     # Single-token choices: one prefill per record, grouped by option count (score_next
     # takes a rectangular [N, O] id table).
@@ -102,7 +122,7 @@ def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record],
         for row, i in enumerate(idx):
             scores[i] = np.asarray(s[row], np.float64)
     multi: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(records)):
+    for i in range(len(prompts)):
         if scores[i] is None:
             multi[len(choices[i])].append(i)
     for idx in multi.values():
@@ -111,6 +131,52 @@ def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record],
         for row, i in enumerate(idx):
             scores[i] = sums[row]
     return scores  # type: ignore[return-value]
+
+
+# -------------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    """What scoring needs from a model, on prompt texts (rendered by ``prompt_texts``)."""
+
+    kind: str  # "local" | "served": recorded in the leaderboard row
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                        names: Sequence[str]) -> list[np.ndarray]:
+        """Per prompt, ``[O]`` float64: the summed log-prob of each choice text as its
+        continuation. ``names`` (record ids) go into error messages."""
+        ...
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuations, special tokens removed."""
+        ...
+
+
+@dataclasses.dataclass
+class DecoderBackend:
+    """A local model: the prompt text and each choice are tokenised SEPARATELY and their ids
+    concatenated (how training appends the target)."""
+
+    decoder: Decoder
+    tokenizer: Any
+    batch_size: int = 32
+    progress: bool = False
+    kind: str = "local"
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                        names: Sequence[str] = ()) -> list[np.ndarray]:
+        return _score_ids(self.decoder, [self._encode(p) for p in prompts],
+                          [[self._encode(c) for c in cs] for cs in choices],
+                          batch_size=self.batch_size, progress=self.progress)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        outs = self.decoder.generate([self._encode(p) for p in prompts], max_new_tokens=max_new_tokens,
+                                     eos_ids=eos_ids(self.tokenizer), batch_size=self.batch_size,
+                                     progress=self.progress)
+        return self.tokenizer.batch_decode(outs, skip_special_tokens=True)
 
 
 # --------------------------------------------------------------------------------- predict
@@ -134,25 +200,39 @@ def predict(decoder: Decoder, tokenizer: Any, records: Sequence[Record], *, mode
       batch_size: device batch (prompts per prefill / decode batch).
       max_new_tokens: generation budget (generate mode and open_qa).
     """
+    backend = DecoderBackend(decoder, tokenizer, batch_size=batch_size, progress=progress)
+    return predict_with(backend, tokenizer, records, mode=mode, prompt_config=prompt_config, few_shot=few_shot,
+                        num_shots=num_shots, instruction_language=instruction_language,
+                        max_new_tokens=max_new_tokens, seed=seed)
+
+
+def predict_with(backend: Backend, tokenizer: Any, records: Sequence[Record], *, mode: str = "loglik",
+                 prompt_config: PromptConfig = PromptConfig(), few_shot: Sequence[Record] = (),
+                 num_shots: int | None = None, instruction_language: str = "en", max_new_tokens: int = 16,
+                 seed: int = 0) -> list[Prediction]:
+    """``predict`` through any ``Backend``; ``tokenizer`` renders the prompts (its chat template)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     records = list(records)
-    ids = prompt_ids(tokenizer, records, prompt_config=prompt_config, few_shot=few_shot,
-                     num_shots=num_shots, instruction_language=instruction_language, seed=seed)
+    texts = prompt_texts(tokenizer, records, prompt_config=prompt_config, few_shot=few_shot,
+                         num_shots=num_shots, instruction_language=instruction_language, seed=seed)
     preds: list[Prediction | None] = [None] * len(records)
     ranked = [i for i, r in enumerate(records) if mode == "loglik" and answer_choices(r) is not None]
     if ranked:
-        scores = choice_logprobs(decoder, tokenizer, [records[i] for i in ranked], prompts=[ids[i] for i in ranked],
-                                 prompt_config=prompt_config, batch_size=batch_size, progress=progress)
+        choices = []
+        for i in ranked:
+            cs = answer_choices(records[i], prompt_config)
+            if cs is None:
+                raise ValueError(f"record {records[i].id}: family {records[i].family!r} has no closed answer set to score")
+            choices.append(list(cs))
+        scores = backend.choice_logprobs([texts[i] for i in ranked], choices, [records[i].id for i in ranked])
         for i, s in zip(ranked, scores):
             preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None,
                                   tuple(float(x) for x in s))
     gen = [i for i in range(len(records)) if preds[i] is None]
     if gen:
-        outs = decoder.generate([ids[i] for i in gen], max_new_tokens=max_new_tokens, eos_ids=eos_ids(tokenizer),
-                                batch_size=batch_size, progress=progress)
-        texts = tokenizer.batch_decode(outs, skip_special_tokens=True)
-        for i, text in zip(gen, texts):
+        outs = backend.generate([texts[i] for i in gen], max_new_tokens)
+        for i, text in zip(gen, outs):
             parsed = extract.parse_answer(text, records[i])
             preds[i] = Prediction(records[i].id, parsed, parsed is None, text)
     return preds  # type: ignore[return-value]
