@@ -44,8 +44,8 @@ import sys
 from typing import Any, Sequence
 
 from data_pipelines import dev_split, hub
-from data_pipelines.importers import FORMATS, ImportOptions, import_unit
 from data_pipelines.beam_build import BeamConfig
+from data_pipelines.importers import FORMATS, ImportOptions, import_unit
 from data_pipelines.importers.globmed import UnknownLanguages, release_sources, source_files
 from data_pipelines.importers.liveqa import QUESTION_SOURCES
 from data_pipelines.importers.normalized import QUARANTINE_NAME
@@ -125,6 +125,7 @@ def write_manifest(path: pathlib.Path, obj: dict[str, Any]) -> None:
 
 
 UNKNOWN_LANGUAGE_MODES = ("report", "quarantine")
+
 
 def build(
     fmt: str,
