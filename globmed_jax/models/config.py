@@ -314,7 +314,15 @@ def from_hf_config(hf: Mapping[str, Any], **overrides: Any) -> ModelConfig:
         text = hf.get("text_config")
         if not isinstance(text, Mapping):
             raise UnsupportedModelError("model_type 'gemma3' config.json has no text_config object")
-        hf = {**text, "model_type": "gemma3_text"}
+        if text.get("final_logit_softcapping") is not None:
+            # transformers' Gemma3ForConditionalGeneration never applies it (Gemma3ForCausalLM
+            # does): which one the checkpoint means is ambiguous, so refuse. Public Gemma 3 have none.
+            raise UnsupportedModelError(
+                "gemma3 (ConditionalGeneration) text_config sets final_logit_softcapping, which "
+                "transformers' Gemma3ForConditionalGeneration ignores; refusing the ambiguous config")
+        # Special ids and tying may sit at the top level only (the hub's -it configs).
+        top = {k: hf[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings") if k in hf}
+        hf = {**top, **text, "model_type": "gemma3_text"}
         model_type = "gemma3_text"
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
