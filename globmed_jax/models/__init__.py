@@ -1,7 +1,8 @@
-"""Flax NNX ports of Qwen3, Llama 3.x and Qwen2 with Hugging Face safetensors interop."""
+"""Flax NNX ports of Qwen3, Llama 3.x, Qwen2, Mistral and Gemma 3 (text) with Hugging Face safetensors interop."""
 
 from globmed_jax.models.config import (
     PRESETS,
+    LinearRopeScaling,
     ModelConfig,
     RopeScaling,
     UnsupportedModelError,
@@ -17,7 +18,7 @@ from globmed_jax.models.tokenizer import load_tokenizer
 from globmed_jax.models.transformer import CausalLM, KVCache, ModelOutput
 
 __all__ = [
-    "PRESETS", "ModelConfig", "RopeScaling", "UnsupportedModelError", "from_hf_config", "get_preset",
+    "PRESETS", "LinearRopeScaling", "ModelConfig", "RopeScaling", "UnsupportedModelError", "from_hf_config", "get_preset",
     "to_hf_config", "CheckpointError", "WeightFileError", "from_pretrained", "load_config", "save_pretrained",
     "Projection", "load_tokenizer", "CausalLM", "KVCache", "ModelOutput",
 ]

@@ -16,7 +16,12 @@ builds only what it needs from them.
   ``where`` on the scores: no ``[B,N,T,S]`` mask is ever built.
 
 Mask semantics (all kernels): query ``t`` (cache slot ``q_offset + t``) may attend key ``s`` iff
-``q_segment_ids[b, t] == kv_segment_ids[b, s]`` and, when ``causal``, ``s <= q_offset + t``.
+``q_segment_ids[b, t] == kv_segment_ids[b, s]`` and, when ``causal``, ``s <= q_offset + t``, and,
+with a sliding ``window`` W that is on, ``q_offset + t - s < W`` (the query sees itself and the W-1
+slots before it: Hugging Face's ``sliding_window`` convention, Mistral and Gemma 3 alike).
+``window_on`` may be a traced boolean (a scanned layer's own type): XLA folds it into the mask;
+splash and cuDNN, whose masks are static, run under a ``lax.cond`` between the windowed and the
+full kernel.
 Padding is segment 0 and real tokens a positive id, so a padding query attends only to padding
 (at least itself) and never produces a softmax over nothing.
 
@@ -76,6 +81,8 @@ def attention(
     impl: str | None = None,
     platform: str | None = None,
     shard: ShardingContext | None = None,
+    window: int | None = None,
+    window_on: bool | jax.Array = True,
 ) -> jax.Array:
     """Grouped-query attention.
 
@@ -90,6 +97,8 @@ def attention(
       impl: None (per platform), "xla", "cudnn" or "splash"; see ``choose_impl``.
       platform: defaults to the platform of ``shard``'s mesh, else the default backend's.
       shard: the model's mesh and rules; a kernel XLA cannot partition (splash) runs per shard.
+      window: sliding-window size W (static), or None for no window.
+      window_on: whether the window applies (a bool, or a traced bool scalar under scan).
 
     Returns:
       ``[B,T,N,H]`` in ``q.dtype``.
@@ -105,22 +114,36 @@ def attention(
         platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
     kind = choose_impl(impl, platform=platform, self_attention=self_attention,
                        t=t, dtype=q.dtype, head_dim=h, one_segment=q_segment_ids is None)
-    if kind == "splash":
-        if mesh is not None and mesh.size > 1:
+    if window is not None and window < 1:
+        raise ValueError(f"sliding window must be >= 1, got {window}")
+    if window is not None and not causal:
+        raise ValueError("a sliding window is only defined for causal attention")
+    if kind == "xla":
+        return xla_attention(q, k, v, q_segment_ids, kv_segment_ids, causal=causal, q_offset=q_offset,
+                             scale=scale, window=window, window_on=window_on)
+
+    def run(w: int | None) -> jax.Array:
+        if kind == "splash" and mesh is not None and mesh.size > 1:
             return sharded_splash_attention(q, k, v, q_segment_ids, kv_segment_ids, shard=shard,
-                                            causal=causal, scale=scale)
-        return splash_attention(q, k, v, q_segment_ids, kv_segment_ids, causal=causal, scale=scale)
-    if kind == "cudnn":
-        return cudnn_attention(q, k, v, causal=causal, scale=scale)
-    return xla_attention(q, k, v, q_segment_ids, kv_segment_ids, causal=causal, q_offset=q_offset,
-                         scale=scale)
+                                            causal=causal, scale=scale, window=w)
+        if kind == "splash":
+            return splash_attention(q, k, v, q_segment_ids, kv_segment_ids, causal=causal, scale=scale,
+                                    window=w)
+        return cudnn_attention(q, k, v, causal=causal, scale=scale, window=w)
+
+    if window is None or window >= s:  # the window cuts nothing off at this length
+        return run(None)
+    if isinstance(window_on, (bool, int)):
+        return run(window if window_on else None)
+    return jax.lax.cond(window_on, lambda: run(window), lambda: run(None))
 
 
 # ------------------------------------------------------------------------------------- XLA
 
 
 def allowed_mask(q_segment_ids, kv_segment_ids, *, t: int, s: int, causal: bool,
-                 q_offset: int | jax.Array = 0) -> jax.Array | None:
+                 q_offset: int | jax.Array = 0, window: int | None = None,
+                 window_on: bool | jax.Array = True) -> jax.Array | None:
     """Boolean ``[B or 1, T, S]`` (True = may attend), or None when everything is allowed.
 
     At most ``B*T*S`` booleans, never per head; XLA fuses it into the ``where`` on the scores."""
@@ -129,13 +152,19 @@ def allowed_mask(q_segment_ids, kv_segment_ids, *, t: int, s: int, causal: bool,
         allowed = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
     if causal:
         q_slots = q_offset + jnp.arange(t, dtype=jnp.int32)
-        c = (jnp.arange(s, dtype=jnp.int32)[None, :] <= q_slots[:, None])[None]
+        kv_slots = jnp.arange(s, dtype=jnp.int32)[None, :]
+        c = kv_slots <= q_slots[:, None]
+        if window is not None and window_on is not False:
+            inside = q_slots[:, None] - kv_slots < window
+            c = c & (inside | jnp.logical_not(window_on))  # window_on may be traced
+        c = c[None]
         allowed = c if allowed is None else allowed & c
     return allowed
 
 
 def xla_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, causal: bool = True,
-                  q_offset: int | jax.Array = 0, scale: float | None = None) -> jax.Array:
+                  q_offset: int | jax.Array = 0, scale: float | None = None, window: int | None = None,
+                  window_on: bool | jax.Array = True) -> jax.Array:
     """Reference kernel: q ``[B,T,N,H]``, k/v ``[B,K,S,H]`` -> ``[B,T,N,H]``.
 
     The same numerics as ``jax.nn.dot_product_attention``'s XLA path: fp32 scores and softmax,
@@ -145,7 +174,8 @@ def xla_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, causal: b
     scale = h**-0.5 if scale is None else scale
     qg = q.reshape(b, t, kh, n // kh, h)
     scores = jnp.einsum("btkgh,bksh->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
-    allowed = allowed_mask(q_segment_ids, kv_segment_ids, t=t, s=s, causal=causal, q_offset=q_offset)
+    allowed = allowed_mask(q_segment_ids, kv_segment_ids, t=t, s=s, causal=causal, q_offset=q_offset,
+                           window=window, window_on=window_on)
     if allowed is not None:
         big_neg = jnp.finfo(jnp.float32).min * 0.7  # as jax.nn: finite, so exp(.) is exactly 0
         scores = jnp.where(allowed[:, None, None], scores, big_neg)
@@ -165,12 +195,16 @@ def _splash_block(length: int) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _splash_kernel(n: int, t: int, causal: bool, interpret: bool):
+def _splash_kernel(n: int, t: int, causal: bool, interpret: bool, window: int | None = None):
     """A splash MHA kernel for ``[N,T,H]`` queries (GQA: ``[K,T,H]`` keys); cached because
-    building the mask info is host work proportional to ``T^2 / block^2``."""
+    building the mask info is host work proportional to ``T^2 / block^2``. ``window`` W: causal
+    local mask, query ``i`` sees keys ``i-W+1 .. i``."""
     from jax.experimental.pallas.ops.tpu import splash_attention as sa
 
-    base = sa.CausalMask((t, t)) if causal else sa.FullMask((t, t))
+    if window is not None:
+        base = sa.LocalMask((t, t), window_size=(window - 1, 0), offset=0)
+    else:
+        base = sa.CausalMask((t, t)) if causal else sa.FullMask((t, t))
     block = _splash_block(t)
     sizes = sa.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
                           block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
@@ -180,7 +214,8 @@ def _splash_kernel(n: int, t: int, causal: bool, interpret: bool):
 
 
 def splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, causal: bool = True,
-                     scale: float | None = None, interpret: bool = False) -> jax.Array:
+                     scale: float | None = None, interpret: bool = False,
+                     window: int | None = None) -> jax.Array:
     """Pallas TPU splash attention (self-attention, ``T == S``, ``T % 128 == 0``).
 
     q ``[B,T,N,H]``, k/v ``[B,K,T,H]`` -> ``[B,T,N,H]``. ``interpret=True`` runs the kernel in
@@ -189,7 +224,9 @@ def splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, causal
 
     b, t, n, h = q.shape
     scale = h**-0.5 if scale is None else scale
-    kernel = _splash_kernel(n, t, causal, interpret)
+    if window is not None and not causal:
+        raise ValueError("a sliding window is only defined for causal attention")
+    kernel = _splash_kernel(n, t, causal, interpret, window)
     qh = (q * jnp.asarray(scale, q.dtype)).transpose(0, 2, 1, 3)  # splash does not scale
     if q_segment_ids is None:
         out = jax.vmap(kernel)(qh, k, v)
@@ -214,11 +251,11 @@ def splash_specs(q_shape, k_shape, shard: ShardingContext) -> tuple[PartitionSpe
 
 
 def sharded_splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *, shard: ShardingContext,
-                             causal: bool = True, scale: float | None = None,
+                             causal: bool = True, scale: float | None = None, window: int | None = None,
                              interpret: bool = False) -> jax.Array:
     """``splash_attention`` per shard of ``shard.mesh`` (same shapes and result)."""
     q_spec, kv_spec, seg_spec = splash_specs(q.shape, k.shape, shard)
-    kernel = functools.partial(splash_attention, causal=causal, scale=scale, interpret=interpret)
+    kernel = functools.partial(splash_attention, causal=causal, scale=scale, window=window, interpret=interpret)
     if q_segment_ids is None:
         return jax.shard_map(kernel, mesh=shard.mesh, in_specs=(q_spec, kv_spec, kv_spec), out_specs=q_spec,
                              check_vma=False)(q, k, v)
@@ -229,10 +266,14 @@ def sharded_splash_attention(q, k, v, q_segment_ids=None, kv_segment_ids=None, *
 # ------------------------------------------------------------------------------------ cuDNN
 
 
-def cudnn_attention(q, k, v, *, causal: bool = True, scale: float | None = None) -> jax.Array:
-    """cuDNN flash attention, one segment per row: q ``[B,T,N,H]``, k/v ``[B,K,S,H]``."""
+def cudnn_attention(q, k, v, *, causal: bool = True, scale: float | None = None,
+                    window: int | None = None) -> jax.Array:
+    """cuDNN flash attention, one segment per row: q ``[B,T,N,H]``, k/v ``[B,K,S,H]``; ``window``
+    W keeps keys ``i-W+1 .. i`` (jax's ``local_window_size=(W-1, 0)``)."""
     h = q.shape[-1]
     scale = h**-0.5 if scale is None else scale
     kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # cuDNN wants BSKH (or BKSH per head)
-    return jax.nn.dot_product_attention(q, kt, vt, scale=scale, is_causal=causal, implementation="cudnn")
+    local = None if window is None else (window - 1, 0)
+    return jax.nn.dot_product_attention(q, kt, vt, scale=scale, is_causal=causal, local_window_size=local,
+                                        implementation="cudnn")
 

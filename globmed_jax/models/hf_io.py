@@ -101,8 +101,18 @@ def _o_proj() -> tuple[Transform, Transform]:
             lambda x, cfg: x.reshape(cfg.num_heads * cfg.head_dim, cfg.hidden_size).T)
 
 
-def param_table(cfg: ModelConfig) -> list[ParamSpec]:
-    """Every parameter of ``CausalLM(cfg)`` with its HF name, shape and layout transforms."""
+def param_table(cfg: ModelConfig, layout: "Layout | None" = None) -> list[ParamSpec]:
+    """Every parameter of ``CausalLM(cfg)`` with its HF name, shape and layout transforms.
+
+    Names are those of the ``*ForCausalLM`` checkpoints, or of ``layout`` (the language model
+    inside a Gemma3ForConditionalGeneration checkpoint) when given."""
+    specs = _causal_lm_table(cfg)
+    if layout is None:
+        return specs
+    return [dataclasses.replace(spec, hf_name=layout.rename(spec.hf_name)) for spec in specs]
+
+
+def _causal_lm_table(cfg: ModelConfig) -> list[ParamSpec]:
     d, f, v, hd = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_dim
     n = lambda c: c.num_heads  # noqa: E731
     k = lambda c: c.num_kv_heads  # noqa: E731
@@ -112,7 +122,10 @@ def param_table(cfg: ModelConfig) -> list[ParamSpec]:
         ParamSpec(("final_norm", "scale"), "model.norm.weight", lambda c: (d,), _same, _same),
         ParamSpec(("layers", "input_norm", "scale"), layer + "input_layernorm.weight",
                   lambda c: (d,), _same, _same),
-        ParamSpec(("layers", "post_attn_norm", "scale"), layer + "post_attention_layernorm.weight",
+        # Our pre-MLP norm: Llama's post_attention_layernorm, Gemma's pre_feedforward_layernorm.
+        ParamSpec(("layers", "post_attn_norm", "scale"),
+                  layer + ("pre_feedforward_layernorm.weight" if cfg.post_norms
+                           else "post_attention_layernorm.weight"),
                   lambda c: (d,), _same, _same),
         ParamSpec(("layers", "attn", "q_proj", KERNEL), layer + "self_attn.q_proj.weight",
                   lambda c: (c.num_heads * hd, d), *_heads_in(n)),
@@ -151,6 +164,13 @@ def param_table(cfg: ModelConfig) -> list[ParamSpec]:
             ParamSpec(("layers", "mlp", "up_proj", BIAS), layer + "mlp.up_proj.bias", lambda c: (f,), _same, _same),
             ParamSpec(("layers", "mlp", "down_proj", BIAS), layer + "mlp.down_proj.bias", lambda c: (d,), _same, _same),
         ]
+    if cfg.post_norms:  # Gemma: norms on the attention and MLP outputs
+        specs += [
+            ParamSpec(("layers", "attn_out_norm", "scale"), layer + "post_attention_layernorm.weight",
+                      lambda c: (d,), _same, _same),
+            ParamSpec(("layers", "mlp_out_norm", "scale"), layer + "post_feedforward_layernorm.weight",
+                      lambda c: (d,), _same, _same),
+        ]
     if not cfg.tie_word_embeddings:
         specs.append(ParamSpec(("lm_head",), "lm_head.weight", lambda c: (v, d), _t, _t))
     return specs
@@ -158,6 +178,43 @@ def param_table(cfg: ModelConfig) -> list[ParamSpec]:
 
 # Tensors some exporters write that carry no parameters of ours.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where a multimodal checkpoint keeps its language model: ``model.`` and ``lm_head.`` names
+    of the causal-LM table move under these prefixes; tensors under ``ignored`` (the vision tower
+    and its projector) are not part of our model and are skipped, with a log line."""
+
+    model_prefix: str
+    lm_head_prefix: str
+    ignored: tuple[str, ...]
+
+    def rename(self, name: str) -> str:
+        if name.startswith("model."):
+            return self.model_prefix + name[len("model."):]
+        if name.startswith("lm_head."):
+            return self.lm_head_prefix + name[len("lm_head."):]
+        return name
+
+
+# Gemma3ForConditionalGeneration (MedGemma 4B): the hub's and save_pretrained's layout, and the
+# in-memory module layout some exporters write.
+_MULTIMODAL_LAYOUTS = (
+    Layout("language_model.model.", "language_model.lm_head.", ("vision_tower.", "multi_modal_projector.")),
+    Layout("model.language_model.", "lm_head.", ("model.vision_tower.", "model.multi_modal_projector.")),
+)
+
+
+def detect_layout(cfg: ModelConfig, names) -> Layout | None:
+    """The multimodal layout whose embedding tensor the checkpoint holds, else None (causal LM)."""
+    names = set(names)
+    if cfg.model_type != "gemma3_text" or "model.embed_tokens.weight" in names:
+        return None
+    for layout in _MULTIMODAL_LAYOUTS:
+        if layout.rename("model.embed_tokens.weight") in names:
+            return layout
+    return None
 
 
 # --------------------------------------------------------------------------------- reading
@@ -309,9 +366,10 @@ class _SafetensorsIndex:
         self._handles.clear()
 
 
-def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path) -> None:
+def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path,
+                      layout: Layout | None = None) -> None:
     expected: dict[str, tuple[int, ...]] = {}
-    for spec in param_table(cfg):
+    for spec in param_table(cfg, layout):
         names = ([spec.hf_name.format(i=i) for i in range(cfg.num_layers)] if spec.per_layer
                  else [spec.hf_name])
         for name in names:
@@ -320,13 +378,20 @@ def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path) 
     misshaped = sorted(
         f"{n}: expected {expected[n]}, found {index.meta[n][1]}"
         for n in expected if n in index.meta and index.meta[n][1] != expected[n])
-    unexpected = sorted(n for n in index.meta if n not in expected and not n.endswith(_IGNORED_SUFFIXES))
-    tied_conflict = cfg.tie_word_embeddings and "lm_head.weight" in index.meta
+    ignored = layout.ignored if layout is not None else ()
+    skipped = sorted(n for n in index.meta if n not in expected and n.startswith(ignored)) if ignored else []
+    if skipped:
+        log.info("%s: ignoring %d vision-tower / projector tensor(s) of the multimodal checkpoint "
+                 "(only the language model is loaded)", source, len(skipped))
+    unexpected = sorted(n for n in index.meta if n not in expected and not n.endswith(_IGNORED_SUFFIXES)
+                        and not (ignored and n.startswith(ignored)))
+    head = "lm_head.weight" if layout is None else layout.rename("lm_head.weight")
+    tied_conflict = cfg.tie_word_embeddings and head in index.meta
     if tied_conflict:
         # Which matrix the output layer would use is ambiguous: refuse rather than pick one.
-        unexpected = [f"lm_head.weight (in {index.infos['lm_head.weight'].file}; config.json sets "
+        unexpected = [f"{head} (in {index.infos[head].file}; config.json sets "
                       "tie_word_embeddings=true: drop the tensor or set it false)"
-                      if n == "lm_head.weight" else n for n in unexpected]
+                      if n == head else n for n in unexpected]
     not_float = sorted(f"{n}: {index.infos[n].dtype} in {index.infos[n].file}"
                        for n in expected if n in index.infos and index.infos[n].dtype not in _FLOAT_TAGS)
     if missing or misshaped or unexpected or not_float:
@@ -402,7 +467,8 @@ def from_pretrained(
     param_dtype = None if param_dtype is None else jnp.dtype(param_dtype).name
     cfg = load_config(path, dtype=dtype, param_dtype=param_dtype, **config_overrides)
     index = _SafetensorsIndex(path)
-    _check_checkpoint(cfg, index, path)
+    layout = detect_layout(cfg, index.meta)
+    _check_checkpoint(cfg, index, path, layout)
     storage = cfg.weight_dtype
     read = index.read if allow_nonfinite else functools.partial(_read_finite, index, storage=storage)
 
@@ -410,7 +476,7 @@ def from_pretrained(
     graphdef, abs_state = nnx.split(abstract)
     flat_abs = dict(nnx.to_flat_state(abs_state))
     loaded: dict[tuple, Any] = {}
-    for spec in param_table(cfg):
+    for spec in param_table(cfg, layout):
         var = flat_abs[spec.path]
         sharding = _target_sharding(var, mesh)
         if spec.per_layer:
@@ -544,7 +610,9 @@ def save_pretrained(
     tokenizer: Any = None,
 ) -> Path:
     """Writes ``config.json`` and safetensors (sharded above ``max_shard_bytes``) that
-    ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads.
+    ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads. Always a causal-LM
+    checkpoint: a model loaded from a Gemma3ForConditionalGeneration checkpoint (MedGemma 4B) is
+    written as the Gemma3ForCausalLM of its language model (we never held the vision tower).
 
     ``dtype`` is the stored dtype (default: the model's ``param_dtype``). Only process 0 writes
     when running multi-host; every process must call this (arrays are gathered collectively).

@@ -1,4 +1,4 @@
-"""Decoder-only causal LM (Qwen3 / Llama 3.x / Qwen2) as one Flax NNX module.
+"""Decoder-only causal LM (Qwen3 / Llama 3.x / Qwen2 / Mistral / Gemma 3 text) as one Flax NNX module.
 
 Layer parameters are stored stacked along a leading ``layers`` axis (``nnx.vmap`` at
 construction). ``cfg.scan_layers`` chooses between ``lax.scan`` over that axis (fast compile) and
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from globmed_jax.models.config import ModelConfig
-from globmed_jax.models.layers import DecoderLayer, LayerCache, RMSNorm
+from globmed_jax.models.layers import DecoderLayer, LayerCache, make_norm
 from globmed_jax.models.projection import param
 from globmed_jax.sharding import ShardingContext
 
@@ -93,7 +93,7 @@ class CausalLM(nnx.Module):
             return DecoderLayer(cfg, self.shard, rngs=layer_rngs)
 
         self.layers = make_layers(rngs)
-        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, "norm", rngs=rngs)
+        self.final_norm = make_norm(cfg, cfg.hidden_size, "norm", rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = param(rngs, jax.nn.initializers.normal(cfg.hidden_size**-0.5),
                                   (cfg.hidden_size, cfg.vocab_size), pd, ("embed", "vocab"))
@@ -116,13 +116,26 @@ class CausalLM(nnx.Module):
                        index=jnp.zeros((), jnp.int32))
 
     def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
-        """Final projection ``[..., D] -> [..., V]`` accumulated in fp32."""
+        """Final projection ``[..., D] -> [..., V]`` accumulated in fp32, soft-capped in fp32
+        (``cap * tanh(logits / cap)``) when ``cfg.final_logit_softcap`` is set."""
         dt = self.cfg.compute_dtype
         if self.cfg.tie_word_embeddings:
-            return jnp.einsum("...d,vd->...v", hidden.astype(dt), self.embed[...].astype(dt),
-                              preferred_element_type=jnp.float32)
-        return jnp.einsum("...d,dv->...v", hidden.astype(dt), self.lm_head[...].astype(dt),
-                          preferred_element_type=jnp.float32)
+            logits = jnp.einsum("...d,vd->...v", hidden.astype(dt), self.embed[...].astype(dt),
+                                preferred_element_type=jnp.float32)
+        else:
+            logits = jnp.einsum("...d,dv->...v", hidden.astype(dt), self.lm_head[...].astype(dt),
+                                preferred_element_type=jnp.float32)
+        cap = self.cfg.final_logit_softcap
+        return logits if cap is None else cap * jnp.tanh(logits / cap)
+
+    def embed_tokens(self, tokens: jax.Array) -> jax.Array:
+        """``[B,T]`` int32 -> ``[B,T,D]`` in the compute dtype; Gemma multiplies by sqrt(D) in
+        the compute dtype (as HF does in the weights' dtype: in bf16 sqrt(3072) is 55.5)."""
+        dt = self.cfg.compute_dtype
+        x = jnp.take(self.embed[...], tokens, axis=0).astype(dt)
+        if self.cfg.embed_scale:
+            x = x * jnp.asarray(self.cfg.hidden_size**0.5, dt)
+        return x
 
     def forward(
         self,
@@ -158,8 +171,9 @@ class CausalLM(nnx.Module):
         segments, positions, new_valid = self._segments_and_positions(
             b, t, positions, segment_ids, attention_mask, cache)
 
-        x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+        x = self.embed_tokens(tokens)
         x = self.shard.constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+        embeds = x
         scan = cfg.scan_layers if scan_layers is None else scan_layers
         x, layer_caches, per_layer = self._run_layers(x, positions, segments, cache, fresh_cache, scan,
                                                       return_hidden_states)
@@ -170,8 +184,7 @@ class CausalLM(nnx.Module):
             new_cache = KVCache(k=layer_caches[0], v=layer_caches[1], valid=new_valid,
                                 index=cache.index + t)
         hidden_states = None
-        if return_hidden_states:
-            embeds = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+        if return_hidden_states:  # [0] is what enters layer 0 (scaled embeddings for Gemma)
             hidden_states = jnp.concatenate([embeds[None], per_layer], axis=0)
         logits = None
         if compute_logits:
@@ -219,7 +232,7 @@ class CausalLM(nnx.Module):
         def one_layer(x, state, k, v, i):
             layer = nnx.merge(graphdef, state)
             lc = LayerCache(k, v, i, cache.index, fresh) if use_cache else None
-            x, new_kv = layer(x, positions, segments, lc)
+            x, new_kv = layer(x, positions, segments, lc, i)
             return x, new_kv
 
         if self.cfg.remat_policy != "none" and not use_cache:  # remat only matters under grad
