@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,4 +166,68 @@ def test_cudnn_matches_xla():  # pragma: no cover - runs only where a GPU is pre
     q, k, v = _qkv(256, dtype=jnp.bfloat16)
     out = attn.cudnn_attention(q, k, v).astype(jnp.float32)
     ref = attn.xla_attention(q, k, v).astype(jnp.float32)
+    np.testing.assert_allclose(out, ref, rtol=2e-2, atol=2e-2)
+
+
+# ------------------------------------------------------------------------- sliding windows
+
+
+def _windowed(allowed: np.ndarray, window: int, t: int, s: int, offset: int = 0) -> np.ndarray:
+    """HF's sliding window on top of a mask: key slot > query slot - window."""
+    q_slots = offset + np.arange(t)
+    return allowed & (np.arange(s)[None, :] > q_slots[:, None] - window)[None]
+
+
+@pytest.mark.parametrize("with_segments", [False, True])
+def test_xla_sliding_window_matches_dense_reference(with_segments):
+    t, window = 24, 5
+    q, k, v = _qkv(t, seed=6)
+    seg = _packed_and_padded(t) if with_segments else np.ones((B, t), np.int32)
+    args = (jnp.asarray(seg), jnp.asarray(seg)) if with_segments else (None, None)
+    ref = _dense_reference(q, k, v, jnp.asarray(_windowed(_allowed(seg, seg, t, t), window, t, t)))
+    out = attn.attention(q, k, v, *args, impl="xla", window=window)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    # window_on as data (a scanned layer's kind): on gives the window, off plain causal attention.
+    traced = jax.jit(lambda on: attn.attention(q, k, v, *args, impl="xla", window=window, window_on=on))
+    np.testing.assert_allclose(traced(jnp.bool_(True)), ref, rtol=1e-5, atol=1e-5)
+    plain = attn.attention(q, k, v, *args, impl="xla")
+    np.testing.assert_allclose(traced(jnp.bool_(False)), plain, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(plain, ref, atol=1e-3)  # the window cut something off
+
+
+def test_xla_sliding_window_with_cache_offset():
+    """Decode: queries at cache slots offset..offset+T see only the last W slots up to themselves."""
+    t, s, offset, window = 3, 16, 9, 4
+    q, k, v = _qkv(t, s, seed=7)
+    kv_seg = np.ones((B, s), np.int32)
+    kv_seg[1, :4] = 0
+    q_seg = np.ones((B, t), np.int32)
+    out = attn.attention(q, k, v, jnp.asarray(q_seg), jnp.asarray(kv_seg), q_offset=jnp.int32(offset),
+                         window=window)
+    allowed = _windowed(_allowed(q_seg, kv_seg, t, s, offset), window, t, s, offset)
+    np.testing.assert_allclose(out, _dense_reference(q, k, v, jnp.asarray(allowed)), rtol=1e-5, atol=1e-5)
+
+
+def test_splash_interpret_sliding_window_matches_xla(monkeypatch):
+    """The TPU kernel with a local mask, called directly and through ``attention``'s dispatch
+    with the layer's kind traced (``lax.cond`` between the windowed and the full kernel)."""
+    t, window = 128, 50
+    q, k, v = _qkv(t, seed=8)
+    seg = jnp.asarray(_packed_and_padded(t))
+    ref = attn.xla_attention(q, k, v, seg, seg, window=window)
+    out = attn.splash_attention(q, k, v, seg, seg, interpret=True, window=window)
+    np.testing.assert_allclose(out, ref, rtol=2e-3, atol=2e-3)
+
+    monkeypatch.setattr(attn, "splash_attention", functools.partial(attn.splash_attention, interpret=True))
+    run = jax.jit(lambda on: attn.attention(q, k, v, seg, seg, impl="splash", platform="tpu", window=window,
+                                            window_on=on))
+    np.testing.assert_allclose(run(jnp.bool_(True)), ref, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(run(jnp.bool_(False)), attn.xla_attention(q, k, v, seg, seg), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN needs an NVIDIA GPU")
+def test_cudnn_sliding_window_matches_xla():  # pragma: no cover - runs only where a GPU is present
+    q, k, v = _qkv(256, dtype=jnp.bfloat16)
+    out = attn.cudnn_attention(q, k, v, window=64).astype(jnp.float32)
+    ref = attn.xla_attention(q, k, v, window=64).astype(jnp.float32)
     np.testing.assert_allclose(out, ref, rtol=2e-2, atol=2e-2)

@@ -277,3 +277,32 @@ def test_memory_planner_resolves_the_mistral_recipe():
     assert mp.preset_name(config) == "mistral_7b_v0p3"
     cfg = mp.model_config(config)
     assert cfg.model_type == "mistral" and cfg.remat_policy == "full" and cfg.dtype == "bfloat16"
+
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def test_gemma_style_tokenizer_loads_and_stops_at_end_of_turn(tmp_path):
+    """A Gemma-3-shaped tokenizer directory (<bos>, <eos>, <start_of_turn>, <end_of_turn>, chat
+    template) loads as for the other families, and generation stops at <end_of_turn> as well as
+    at <eos> (an -it model ends its turn with the former)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from globmed_jax.models import load_tokenizer
+    from globmed_jax.models.tokenizer import eos_ids
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "user",
+                                         "model", "hello", "<unk>"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
+                                                pad_token="<pad>", unk_token="<unk>",
+                                                additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
+    fast.chat_template = GEMMA_CHAT_TEMPLATE
+    fast.save_pretrained(tmp_path)
+    tok = load_tokenizer(tmp_path)
+    assert eos_ids(tok) == [1, 4]
+    prompt = tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False, add_generation_prompt=True)
+    assert prompt == "<bos><start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n"

@@ -73,11 +73,11 @@ def build_qwen3_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-
 # End-of-turn / end-of-text tokens of the chat formats we support (ChatML: Qwen, SmolLM2;
-# Llama 3), stopped at in addition to the tokenizer's own EOS, which for base checkpoints is the
-# end-of-text token although the chat template ends turns with another one.
-END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>")
+# Llama 3; Gemma 3's <end_of_turn>; Mistral ends turns with its EOS </s>), stopped at in addition
+# to the tokenizer's own EOS, which for base checkpoints is the end-of-text token although the
+# chat template ends turns with another one.
+END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "<end_of_turn>")
 
 
 def eos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
