@@ -230,3 +230,19 @@ def test_malformed_logprobs_reply_names_the_field_and_is_not_cached(field, choic
             client.prompt_logprobs("ab")
     assert getattr(err.value, "field", None) == field
     assert not cache.exists() or not cache.read_text().strip()
+
+
+def test_served_spec_errors_name_the_model_and_key(ckpt, tmp_path):
+    c = bench_config.default_config()
+    c.out_dir = str(tmp_path / "bench")
+    c.progress = False
+    c.data.languages = ("en",)
+    c.data.max_per_cell = 1
+    c.data.datasets = (mini.dataset_name("mcqa"),)
+    c.models.srv = bench_config.model_spec("served:m", base_url="http://127.0.0.1:9/v1", tokenizer=str(tmp_path / "no"))
+    with pytest.raises(runner.MissingCheckpointError, match="'srv': tokenizer directory"):
+        runner.run(c)
+    c.models.srv = bench_config.model_spec("served:m", tokenizer=str(ckpt))
+    with pytest.raises(ValueError, match=r"models\.srv\.base_url"):
+        runner.run(c)
+    assert not (tmp_path / "bench" / "results.jsonl").exists()

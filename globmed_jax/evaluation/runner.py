@@ -40,7 +40,8 @@ rendered with the spec's ``tokenizer`` (hub id or directory), scored by log-like
 server's prompt log-probabilities or generated. A served model without ``tokenizer`` is asked
 through ``/chat/completions`` like an API model (generation only). Both keep a response cache at
 ``<out_dir>/api_cache/<model>-<base URL hash>.jsonl``. Every row records its ``backend``
-(``{"kind": "local" | "served" | "api", "loglik": bool, ...}``).
+(``{"kind": "local" | "served" | "api", "loglik_available": True | False | None (not asked,
+generate mode), "logprobs_format", "endpoint", "note"}``); the leaderboard's Backends table shows it.
 """
 
 from __future__ import annotations
