@@ -99,9 +99,10 @@ def _errors(out, ref_logits, ref_hidden, num_layers):
 
 
 @pytest.mark.parametrize("kind", ["gemma3", "mistral"])
-def test_logits_and_every_hidden_state_match_transformers(kind, saved, tokens):
-    """Scanned and unrolled layers alike; and a control without the window (one longer than
-    the sequence) is far off, so the parity is not blind to the window."""
+def test_logits_hidden_states_and_round_trip_match_transformers(kind, saved, tokens, tmp_path):
+    """Scanned and unrolled layers alike; a control without the window (one longer than the
+    sequence) is far off, so the parity is not blind to the window; then the save_pretrained
+    round trip."""
     hf, path = saved(kind)
     ref_logits, ref_hidden = hf_logits_and_hidden(hf, tokens)
     model, cfg = from_pretrained(path, dtype="float32")
@@ -115,6 +116,19 @@ def test_logits_and_every_hidden_state_match_transformers(kind, saved, tokens):
         assert 1.5 < np.abs(ref_logits).max() < 2.0
     no_window, _ = from_pretrained(path, dtype="float32", sliding_window=10_000)
     assert relative_max_error(no_window(jnp.asarray(tokens)), ref_logits) > 100 * TOL
+
+    # Round trip: save_pretrained -> the same HF class and settings, the same logits; and back.
+    save_pretrained(model, tmp_path / "out")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
+    assert type(reloaded) is type(hf)
+    for key in ("sliding_window", "layer_types", "query_pre_attn_scalar", "final_logit_softcapping", "head_dim"):
+        if hasattr(hf.config, key):
+            assert getattr(reloaded.config, key) == getattr(hf.config, key), key
+    if kind == "gemma3":
+        assert reloaded.config.rope_parameters == hf.config.rope_parameters
+    assert relative_max_error(hf_logits_and_hidden(reloaded, tokens)[0], ref_logits) < 1e-6
+    again, _ = from_pretrained(tmp_path / "out", dtype="float32")
+    np.testing.assert_array_equal(np.asarray(again(jnp.asarray(tokens))), np.asarray(model(jnp.asarray(tokens))))
 
 
 def test_multimodal_checkpoint_loads_its_language_model(saved, tokens, tmp_path, caplog):
@@ -135,24 +149,6 @@ def test_multimodal_checkpoint_loads_its_language_model(saved, tokens, tmp_path,
     text = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "text", dtype=torch.float32).eval()
     assert type(text).__name__ == "Gemma3ForCausalLM"
     assert relative_max_error(hf_logits_and_hidden(text, tokens)[0], ref_logits) < 1e-6
-
-
-@pytest.mark.parametrize("kind", ["gemma3", "mistral"])
-def test_round_trip_through_save_pretrained(kind, saved, tokens, tmp_path):
-    hf, path = saved(kind)
-    ref_logits, _ = hf_logits_and_hidden(hf, tokens)
-    model, _ = from_pretrained(path, dtype="float32")
-    save_pretrained(model, tmp_path / "out")
-    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
-    assert type(reloaded) is type(hf)
-    for key in ("sliding_window", "layer_types", "query_pre_attn_scalar", "final_logit_softcapping", "head_dim"):
-        if hasattr(hf.config, key):
-            assert getattr(reloaded.config, key) == getattr(hf.config, key), key
-    if kind == "gemma3":
-        assert reloaded.config.rope_parameters == hf.config.rope_parameters
-    assert relative_max_error(hf_logits_and_hidden(reloaded, tokens)[0], ref_logits) < 1e-6
-    again, _ = from_pretrained(tmp_path / "out", dtype="float32")
-    np.testing.assert_array_equal(np.asarray(again(jnp.asarray(tokens))), np.asarray(model(jnp.asarray(tokens))))
 
 
 def _hf_greedy(hf, prompt: list[int], max_new: int) -> list[int]:
