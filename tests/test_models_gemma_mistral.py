@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from globmed_jax.decode import Decoder
-from globmed_jax.models import UnsupportedModelError, from_hf_config, from_pretrained, get_preset, save_pretrained
+from globmed_jax.models import (
+    UnsupportedModelError, from_hf_config, from_pretrained, get_preset, save_pretrained, to_hf_config,
+)
 from hf_utils import hf_logits_and_hidden, relative_max_error
 
 torch = pytest.importorskip("torch")
@@ -221,6 +223,9 @@ def test_public_style_configs_give_the_presets():
                "rope_theta": 1000000.0, "sliding_window": None, "max_position_embeddings": 32768,
                "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
     assert from_hf_config(mistral) == get_preset("mistral_7b_v0p3")
+    for name in ("gemma3_1b", "gemma3_12b", "gemma3_27b", "medgemma_27b_text", "mistral_7b_v0p3"):
+        preset = get_preset(name)  # our export, in transformers 5's per-layer-type RoPE format, reads back
+        assert from_hf_config(json.loads(json.dumps(to_hf_config(preset)))) == preset, name
     # A Mistral config without the key gets transformers' default window (4096) on every layer.
     v01 = from_hf_config({k: v for k, v in mistral.items() if k != "sliding_window"})
     assert v01.sliding_window == 4096 and set(v01.layer_kinds()) == {"sliding"}
