@@ -33,7 +33,7 @@ def test_config_validates_for_its_meshes(path):
 def test_recipes_cover_the_paper_models():
     names = {p.stem for p in CONFIGS}
     assert {"globmed_qwen3_1p7b", "globmed_qwen3_4b", "globmed_qwen3_8b", "globmed_llama3p1_8b",
-            "smollm2_135m_sft", "demo"} <= names
+            "smollm2_135m_sft", "demo", "globmed_medgemma_4b", "globmed_mistral_7b_v0p3"} <= names
     lora = load(next(p for p in CONFIGS if p.stem == "globmed_qwen3_8b_lora"))
     assert lora.lora.rank > 0 and (lora.mesh.data, lora.mesh.fsdp, lora.mesh.tensor) == (1, 1, 1)
 

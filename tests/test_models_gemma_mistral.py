@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from globmed_jax.decode import Decoder
-from globmed_jax.models import UnsupportedModelError, from_hf_config, from_pretrained, get_preset, save_pretrained
+from globmed_jax.models import (
+    UnsupportedModelError, from_hf_config, from_pretrained, get_preset, save_pretrained, to_hf_config,
+)
 from hf_utils import hf_logits_and_hidden, relative_max_error
 
 torch = pytest.importorskip("torch")
@@ -99,9 +101,10 @@ def _errors(out, ref_logits, ref_hidden, num_layers):
 
 
 @pytest.mark.parametrize("kind", ["gemma3", "mistral"])
-def test_logits_and_every_hidden_state_match_transformers(kind, saved, tokens):
-    """Scanned and unrolled layers alike; and a control without the window (one longer than
-    the sequence) is far off, so the parity is not blind to the window."""
+def test_logits_hidden_states_and_round_trip_match_transformers(kind, saved, tokens, tmp_path):
+    """Scanned and unrolled layers alike; a control without the window (one longer than the
+    sequence) is far off, so the parity is not blind to the window; then the save_pretrained
+    round trip."""
     hf, path = saved(kind)
     ref_logits, ref_hidden = hf_logits_and_hidden(hf, tokens)
     model, cfg = from_pretrained(path, dtype="float32")
@@ -115,6 +118,19 @@ def test_logits_and_every_hidden_state_match_transformers(kind, saved, tokens):
         assert 1.5 < np.abs(ref_logits).max() < 2.0
     no_window, _ = from_pretrained(path, dtype="float32", sliding_window=10_000)
     assert relative_max_error(no_window(jnp.asarray(tokens)), ref_logits) > 100 * TOL
+
+    # Round trip: save_pretrained -> the same HF class and settings, the same logits; and back.
+    save_pretrained(model, tmp_path / "out")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
+    assert type(reloaded) is type(hf)
+    for key in ("sliding_window", "layer_types", "query_pre_attn_scalar", "final_logit_softcapping", "head_dim"):
+        if hasattr(hf.config, key):
+            assert getattr(reloaded.config, key) == getattr(hf.config, key), key
+    if kind == "gemma3":
+        assert reloaded.config.rope_parameters == hf.config.rope_parameters
+    assert relative_max_error(hf_logits_and_hidden(reloaded, tokens)[0], ref_logits) < 1e-6
+    again, _ = from_pretrained(tmp_path / "out", dtype="float32")
+    np.testing.assert_array_equal(np.asarray(again(jnp.asarray(tokens))), np.asarray(model(jnp.asarray(tokens))))
 
 
 def test_multimodal_checkpoint_loads_its_language_model(saved, tokens, tmp_path, caplog):
@@ -135,24 +151,6 @@ def test_multimodal_checkpoint_loads_its_language_model(saved, tokens, tmp_path,
     text = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "text", dtype=torch.float32).eval()
     assert type(text).__name__ == "Gemma3ForCausalLM"
     assert relative_max_error(hf_logits_and_hidden(text, tokens)[0], ref_logits) < 1e-6
-
-
-@pytest.mark.parametrize("kind", ["gemma3", "mistral"])
-def test_round_trip_through_save_pretrained(kind, saved, tokens, tmp_path):
-    hf, path = saved(kind)
-    ref_logits, _ = hf_logits_and_hidden(hf, tokens)
-    model, _ = from_pretrained(path, dtype="float32")
-    save_pretrained(model, tmp_path / "out")
-    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
-    assert type(reloaded) is type(hf)
-    for key in ("sliding_window", "layer_types", "query_pre_attn_scalar", "final_logit_softcapping", "head_dim"):
-        if hasattr(hf.config, key):
-            assert getattr(reloaded.config, key) == getattr(hf.config, key), key
-    if kind == "gemma3":
-        assert reloaded.config.rope_parameters == hf.config.rope_parameters
-    assert relative_max_error(hf_logits_and_hidden(reloaded, tokens)[0], ref_logits) < 1e-6
-    again, _ = from_pretrained(tmp_path / "out", dtype="float32")
-    np.testing.assert_array_equal(np.asarray(again(jnp.asarray(tokens))), np.asarray(model(jnp.asarray(tokens))))
 
 
 def _hf_greedy(hf, prompt: list[int], max_new: int) -> list[int]:
@@ -225,6 +223,9 @@ def test_public_style_configs_give_the_presets():
                "rope_theta": 1000000.0, "sliding_window": None, "max_position_embeddings": 32768,
                "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
     assert from_hf_config(mistral) == get_preset("mistral_7b_v0p3")
+    for name in ("gemma3_1b", "gemma3_12b", "gemma3_27b", "medgemma_27b_text", "mistral_7b_v0p3"):
+        preset = get_preset(name)  # our export, in transformers 5's per-layer-type RoPE format, reads back
+        assert from_hf_config(json.loads(json.dumps(to_hf_config(preset)))) == preset, name
     # A Mistral config without the key gets transformers' default window (4096) on every layer.
     v01 = from_hf_config({k: v for k, v in mistral.items() if k != "sliding_window"})
     assert v01.sliding_window == 4096 and set(v01.layer_kinds()) == {"sliding"}
@@ -306,3 +307,38 @@ def test_gemma_style_tokenizer_loads_and_stops_at_end_of_turn(tmp_path):
     assert eos_ids(tok) == [1, 4]
     prompt = tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False, add_generation_prompt=True)
     assert prompt == "<bos><start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_gemma_gradients_match_torch_scanned_with_remat(saved, tokens):
+    """What training differentiates: the next-token loss's gradient w.r.t. EVERY parameter
+    equals torch's (fp32), with scanned layers (the layer kind as data) and full remat, as the
+    recipes run."""
+    import jax
+    import optax
+    from flax import nnx
+
+    from globmed_jax.models.hf_io import param_table
+
+    hf, path = saved("gemma3")
+    ids = torch.as_tensor(tokens, dtype=torch.long)
+    hf.zero_grad()
+    logits = hf(ids).logits[:, :-1]
+    torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).backward()
+    ref = {name: p.grad.numpy() for name, p in hf.named_parameters()}
+
+    model, cfg = from_pretrained(path, dtype="float32", scan_layers=True, remat_policy="full")
+
+    def loss(m):
+        out = m(jnp.asarray(tokens))[:, :-1]
+        return optax.softmax_cross_entropy_with_integer_labels(out, jnp.asarray(tokens[:, 1:])).mean()
+
+    grads = dict(nnx.to_flat_state(jax.jit(nnx.grad(loss))(model)))
+    scale = max(np.abs(g).max() for g in ref.values())
+    worst = 0.0
+    for spec in param_table(cfg):
+        ours = np.asarray(grads[spec.path][...])
+        for i in range(cfg.num_layers) if spec.per_layer else [None]:
+            name = spec.hf_name.format(i=i) if spec.per_layer else spec.hf_name
+            got = spec.to_hf(ours[i] if spec.per_layer else ours, cfg)
+            worst = max(worst, float(np.abs(got - ref[name]).max()))
+    assert worst / scale < TOL, f"gradient max abs error {worst:.2e} (largest gradient {scale:.2e})"

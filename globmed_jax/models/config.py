@@ -274,6 +274,7 @@ def _gemma3_from_hf(hf: Mapping[str, Any]) -> dict[str, Any]:
     params = dict(g.get("rope_parameters") or {})
     if "full_attention" in params or "sliding_attention" in params:  # transformers 5, per layer type
         full, local = dict(params.get("full_attention") or {}), dict(params.get("sliding_attention") or {})
+        full.update(dict(g.get("rope_scaling") or {}))  # as transformers merges a legacy rope_scaling
     else:  # older: rope_theta + rope_scaling for full layers, rope_local_base_freq for sliding ones
         full, local = {**dict(g.get("rope_scaling") or {}), **params}, {}
     full.setdefault("rope_theta", g["rope_theta"])
