@@ -247,3 +247,22 @@ def test_arrayrecord_records_pickle_without_open_files(build_dir):
     first = records[0]  # opens the files
     copy = pickle.loads(pickle.dumps(records))
     assert copy._source is None and copy[0] == first and len(copy) == 23
+
+
+def test_proto_decode_equals_tfds_decode_and_names_bad_records(build_dir):
+    for dataset, lang, family in tasks.find_arrayrecord_datasets(build_dir / "tfds", LANGS):
+        records = tasks.ArrayRecordSource(str(build_dir / "tfds"), dataset, lang).random_access("train")
+        records._open()
+        assert records._raw is not None  # our feature set: the direct proto path
+        for i in range(len(records)):
+            assert records[i] == tasks.example_to_record(records._source[i])  # tfds's generic decoder
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    ex = tf_example_pb2.Example.FromString(records._raw[0])
+    ex.features.feature["question"].bytes_list.value.append(b"second")
+    with pytest.raises(ValueError, match=r"rec 7: feature 'question' has 2 values"):
+        tasks.serialized_to_record(ex.SerializeToString(), "rec 7")
+    ex = tf_example_pb2.Example.FromString(records._raw[0])
+    del ex.features.feature["meta_json"]
+    with pytest.raises(ValueError, match=r"rec 7: no feature 'meta_json'"):
+        tasks.serialized_to_record(ex.SerializeToString(), "rec 7")
