@@ -311,19 +311,7 @@ def _logprob_problem(items: Any, where: str) -> tuple[str, str] | None:
 
 def reply_text(payload: bytes, secrets: Iterable[str] = ()) -> str:
     """The assistant text of a chat-completion body, or ``APIResponseError`` naming the bad field."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise _fail("body", "is not JSON", payload, secrets) from None
-    if not isinstance(data, dict):
-        raise _fail("body", f"must be a JSON object, got {type(data).__name__}", payload, secrets)
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise _fail("choices", "must be a non-empty list" + ("" if "choices" in data else " (missing)"),
-                    payload, secrets)
-    choice = choices[0]
-    if not isinstance(choice, dict):
-        raise _fail("choices[0]", f"must be an object, got {type(choice).__name__}", payload, secrets)
+    choice = _first_choice(payload, secrets)
     message = choice.get("message")
     if not isinstance(message, dict):
         raise _fail("choices[0].message", f"must be an object, got {type(message).__name__}", payload, secrets)

@@ -21,7 +21,49 @@ import time
 from typing import Any, Callable, Iterable
 
 
-class StubServer:
+class ThreadedServer:
+    """A ``ThreadingHTTPServer`` on ``host`` (a free port) served from a daemon thread while the
+    object is entered; subclasses build their handler class and call ``_serve``."""
+
+    _lock: threading.Lock
+
+    def _serve(self, handler: type, host: str = "127.0.0.1") -> None:
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that timed out or hung up mid-reply: what these tests provoke
+
+        self._httpd = Server((host, 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def origin(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.origin + "/v1"
+
+    def _count(self) -> list:
+        return self.requests
+
+    @property
+    def num_requests(self) -> int:
+        with self._lock:
+            return len(self._count())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class StubServer(ThreadedServer):
     def __init__(self, responder: Callable[[dict[str, Any]], str], *, api_key: str | None = None):
         self.responder = responder
         self.api_key = api_key
@@ -70,19 +112,7 @@ class StubServer:
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}}]})
 
-        class Server(http.server.ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a stalled reply written after the client timed out: expected, not news
-
-        self._httpd = Server(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        self._serve(Handler)
 
     def fail_next(self, n: int, status: int = 429, retry_after: float | None = None) -> None:
         with self._lock:
@@ -92,18 +122,6 @@ class StubServer:
         with self._lock:
             self._stalls += [seconds] * n
 
-    @property
-    def num_requests(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def __enter__(self) -> "StubServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def chat_payload(content: Any, **choice: Any) -> dict[str, Any]:
@@ -145,7 +163,7 @@ def drip(handler: Any, chunks: Iterable[bytes], interval_s: float, stop: threadi
         handler.close_connection = True  # the client gave up: what the test wants
 
 
-class ScriptedServer:
+class ScriptedServer(ThreadedServer):
     """Answers every request with ``script(handler, body_bytes)`` (see the module docstring)."""
 
     def __init__(self, script: Callable[[Any, bytes], None], host: str = "127.0.0.1"):
@@ -173,35 +191,12 @@ class ScriptedServer:
 
             do_GET = do_POST = do_PUT = _handle  # noqa: N815 - http.server API
 
-        class Server(http.server.ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that hung up mid-reply is what these tests provoke
-
-        self._httpd = Server((host, 0), Handler)
-        self._httpd.daemon_threads = True
+        self._serve(Handler, host)
         self._httpd.stop = self.stop  # scripts reach it as handler.server.stop
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
 
-    @property
-    def origin(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.origin + "/v1"
-
-    @property
-    def num_requests(self) -> int:
-        with self._lock:
-            return len(self.paths)
-
-    def __enter__(self) -> "ScriptedServer":
-        self._thread.start()
-        return self
+    def _count(self) -> list:
+        return self.paths
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__exit__(*exc)

@@ -21,10 +21,12 @@ import json
 import threading
 from typing import Any
 
+from openai_stub import ThreadedServer
+
 FORMATS = ("echo", "prompt_logprobs")
 
 
-class CompletionsServer:
+class CompletionsServer(ThreadedServer):
     def __init__(self, model_dir: str, *, formats: tuple[str, ...] = FORMATS, api_key: str | None = None,
                  model_name: str = "tiny"):
         import torch
@@ -73,10 +75,7 @@ class CompletionsServer:
                 status, payload = server.complete(body)
                 self._send(status, payload)
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._serve(Handler)
 
     # ------------------------------------------------------------------------------ model
 
@@ -145,24 +144,6 @@ class CompletionsServer:
 
     # ----------------------------------------------------------------------------- server
 
-    @property
-    def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
     def fail_next(self, n: int) -> None:
         with self._lock:
             self._failures += n
-
-    @property
-    def num_requests(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def __enter__(self) -> "CompletionsServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
