@@ -133,14 +133,34 @@ def phase_pipeline(args) -> dict:
     startup = time.perf_counter() - t0
     for _ in range(4 * args.workers):  # every worker started and past its first batch before timing
         next(it)
+    workers_cpu0, main_cpu0 = _children_cpu_s(), time.process_time()
     tokens, padded, t1 = 0, 0, time.perf_counter()
     for _ in range(args.batches):
         b = next(it)
         tokens += int(np.count_nonzero(b["segment_ids"]))
         padded += b["segment_ids"].size
     wall = time.perf_counter() - t1
+    main_cpu, workers_cpu = time.process_time() - main_cpu0, _children_cpu_s() - workers_cpu0
     return {"workers": args.workers, "startup_s": startup, "batches": args.batches, "packed_tokens": tokens,
-            "fill": tokens / padded, "wall_s": wall, "tokens_per_s": tokens / wall}
+            "fill": tokens / padded, "wall_s": wall, "tokens_per_s": tokens / wall,
+            # CPU seconds spent while timing: the consumer (this process) and the grain workers;
+            # tokens per CPU second is the per-core rate, whatever else loads the machine
+            "main_cpu_s": main_cpu, "workers_cpu_s": workers_cpu,
+            "tokens_per_cpu_s": tokens / max(main_cpu + workers_cpu, 1e-9)}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's live descendants (the grain workers)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def phase_hf_datasets(args) -> dict:
@@ -163,6 +183,7 @@ def phase_hf_datasets(args) -> dict:
         ex = pipeline.format_example(record_from_obj(json.loads(row["text"])), tok, max_tokens=args.seq_len + 1)
         return {"ids": ex.ids.tolist(), "n_prompt": len(ex.prompt_ids)}
 
+    c1 = time.process_time()
     ds = ds.map(fmt, remove_columns=ds.column_names)
     tokenize = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -180,9 +201,10 @@ def phase_hf_datasets(args) -> dict:
         if len(rows) > args.batch_size * 4:  # emit full bins, as a streaming packer would
             rows = rows[-args.batch_size:]
     pack = time.perf_counter() - t2
-    wall = tokenize + pack
+    wall, cpu = tokenize + pack, time.process_time() - c1
     return {"examples": len(ds), "packed_tokens": tokens, "load_s": load, "map_s": tokenize, "pack_s": pack,
-            "wall_s": wall, "tokens_per_s": tokens / wall, "note": "tokenisation single process (num_proc=1)"}
+            "wall_s": wall, "tokens_per_s": tokens / wall, "cpu_s": cpu, "tokens_per_cpu_s": tokens / max(cpu, 1e-9),
+            "note": "tokenisation single process (num_proc=1)"}
 
 
 PHASES = {"build": phase_build, "tfds": phase_tfds, "pipeline": phase_pipeline, "hf_datasets": phase_hf_datasets}
