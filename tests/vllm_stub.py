@@ -21,7 +21,7 @@ import json
 import threading
 from typing import Any
 
-from openai_stub import ThreadedServer
+from openai_stub import ThreadedServer, send_json
 
 FORMATS = ("echo", "prompt_logprobs")
 
@@ -52,12 +52,7 @@ class CompletionsServer(ThreadedServer):
                 pass
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
