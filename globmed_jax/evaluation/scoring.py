@@ -97,13 +97,20 @@ def choice_logprobs(decoder: Decoder, tokenizer: Any, records: Sequence[Record],
     English-instruction prompt ids."""
     if prompts is None:
         prompts = prompt_ids(tokenizer, records, prompt_config=prompt_config)
-    choices = []
+    choices = [[list(tokenizer.encode(c, add_special_tokens=False)) for c in cs]
+               for cs in _choice_texts(records, prompt_config)]
+    return _score_ids(decoder, prompts, choices, batch_size=batch_size, progress=progress)
+
+
+def _choice_texts(records: Sequence[Record], prompt_config: PromptConfig) -> list[list[str]]:
+    """Per record, its ``answer_choices``; a record without a closed answer set is an error."""
+    out = []
     for r in records:
         cs = answer_choices(r, prompt_config)
         if cs is None:
             raise ValueError(f"record {r.id}: family {r.family!r} has no closed answer set to score")
-        choices.append([list(tokenizer.encode(c, add_special_tokens=False)) for c in cs])
-    return _score_ids(decoder, prompts, choices, batch_size=batch_size, progress=progress)
+        out.append(list(cs))
+    return out
 
 
 def _score_ids(decoder: Decoder, prompts: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]], *,
@@ -219,12 +226,7 @@ def predict_with(backend: Backend, tokenizer: Any, records: Sequence[Record], *,
     preds: list[Prediction | None] = [None] * len(records)
     ranked = [i for i, r in enumerate(records) if mode == "loglik" and answer_choices(r) is not None]
     if ranked:
-        choices = []
-        for i in ranked:
-            cs = answer_choices(records[i], prompt_config)
-            if cs is None:
-                raise ValueError(f"record {records[i].id}: family {records[i].family!r} has no closed answer set to score")
-            choices.append(list(cs))
+        choices = _choice_texts([records[i] for i in ranked], prompt_config)
         scores = backend.choice_logprobs([texts[i] for i in ranked], choices, [records[i].id for i in ranked])
         for i, s in zip(ranked, scores):
             preds[i] = Prediction(records[i].id, choice_labels(records[i])[int(np.argmax(s))], False, None,
