@@ -67,3 +67,34 @@ def pytest_sessionfinish(session):
     process that named it owns it)."""
     if _OWN_XLA_CACHE:
         shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
+
+
+def _module_fixture_scheduler(config, log):
+    """xdist scheduling that keeps a test module on one worker when it has a module-scoped fixture
+    (those fixtures build costly things: a notebook run, a trained checkpoint, a benchmark run),
+    and spreads every other test one by one. Plain `--dist load` would run such a fixture once per
+    worker; `--dist loadscope` would pin every module and leave a worker idle at the end."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    grouped: dict[str, bool] = {}
+
+    def shares_module_fixture(module_path: str) -> bool:
+        if module_path not in grouped:
+            source = (config.rootpath / module_path).read_text(encoding="utf-8")
+            grouped[module_path] = 'scope="module"' in source
+        return grouped[module_path]
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module_path = nodeid.split("::", 1)[0]
+            return module_path if shares_module_fixture(module_path) else nodeid
+
+    return ModuleFixtureScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Replaces xdist's `load` scheduling (what `-n N` uses); any other `--dist` is left as asked."""
+    if config.getvalue("dist") != "load":
+        return None
+    return _module_fixture_scheduler(config, log)
