@@ -32,7 +32,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--hf-parallel", "--repeats", "2",
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--hf-parallel", "--repeats", "1",
                            "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())

