@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from globmed_jax.models.hub import resolve_checkpoint
 
@@ -43,6 +43,10 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     path = resolve_checkpoint(path)
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer directory {path} does not exist")
+    # Imported here: transformers' Auto classes import torch (~2 s), which a run that builds its
+    # own tokenizer (BPE, Qwen3 vocabulary) never needs.
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
