@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from globmed_jax.data import pipeline, records_io, tasks
+from globmed_jax.data import pipeline, tasks
 from globmed_jax.models.tokenizer import build_qwen3_tokenizer
 from globmed_jax.training import config as config_lib
 from globmed_jax.training import data as train_data

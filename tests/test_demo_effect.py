@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import one_device_env
 from globmed_jax.data import base_corpus, mini, tasks
 from globmed_jax.data.pipeline import PipelineConfig, lm_features, make_train_iterator
 from globmed_jax.training import demo_report
@@ -118,8 +119,7 @@ def test_paired_bootstrap_brackets_the_point_and_is_degenerate_without_variance(
 
 
 def _env():
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
+    env = one_device_env()
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -13,7 +13,7 @@ import pytest
 from globmed_jax.data import mini, prompts
 from globmed_jax.data.prompts import PromptConfig
 from globmed_jax.data.schema import Record
-from globmed_jax.evaluation import (bench_config, fidelity, metrics, paired, position_bias, protocol_report, reasoning,
+from globmed_jax.evaluation import (bench_config, fidelity, metrics, paired, position_bias, reasoning,
                                     report, runner)
 from openai_stub import StubServer
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from globmed_jax.models import CausalLM, from_pretrained, get_preset, save_pretrained
+from globmed_jax.models import CausalLM, get_preset, save_pretrained
 from globmed_jax.models.lora import add_lora, merge_lora
 from hf_utils import relative_max_error
 

@@ -1,8 +1,8 @@
-"""The training run: reduced demo end to end, exact resume after SIGKILL, SIGTERM checkpoint,
-non-finite loss policy and config errors reported before compiling."""
+"""The training run: exact resume after SIGKILL, SIGTERM checkpoint, non-finite loss policy and
+config errors reported before compiling. (The reduced demo end to end: tests/test_notebook.py,
+whose training cell runs it.)"""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import one_device_env
 from globmed_jax.training.config import ConfigError, default_config, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,10 +30,7 @@ def train_cmd(run_dir, *extra):
 
 
 def child_env():
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # one CPU device, as a user's run
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return one_device_env(PYTHONUNBUFFERED="1")  # one CPU device, as a user's run
 
 
 def train_losses(run_dir) -> dict[int, float]:
@@ -57,62 +55,6 @@ def wait_for_step(proc, run_dir, step, timeout=240):
             return
         time.sleep(0.2)
     raise AssertionError(f"step {step} not reached in {timeout}s")
-
-
-def test_reduced_demo_runs_end_to_end(tmp_path):
-    """The demo config's whole pipeline: BPE, from-scratch model, grain mixture, checkpoint,
-    held-out evaluation per language, report + plot, HF export that transformers loads."""
-    run = tmp_path / "demo"
-    result = subprocess.run(train_cmd(run, "--config.train.steps=6", "--config.eval.max_items_per_language=3",
-                                      "--config.checkpoint.every_steps=3"),
-                            env=child_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    losses = train_losses(run)
-    assert sorted(losses) == [1, 2, 3, 4, 5, 6] and all(np.isfinite(list(losses.values())))
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["final_step"] == 6
-    languages = default_config().data.languages
-    assert {f"accuracy_{lang}" for lang in languages} <= set(summary["eval"])
-    report = (run / "report.md").read_text()
-    assert all(f"| {lang} |" in report for lang in languages)
-    # Per task family too: a column each, matching the logged metrics.
-    families = sorted({k.split("/")[1] for k in summary["eval"] if k.startswith("accuracy/")})
-    assert families and f"| language | resource | " in report
-    header = next(line for line in report.splitlines() if line.startswith("| language"))
-    assert set(families) <= {c.strip() for c in header.split("|")}
-    en_row = next(line for line in report.splitlines() if line.startswith("| en |"))
-    fam = next(f for f in families if f"accuracy/{f}/en" in summary["eval"])
-    cells = [c.strip() for c in en_row.split("|")]
-    assert cells[[c.strip() for c in header.split("|")].index(fam)] == f"{summary['eval'][f'accuracy/{fam}/en']:.3f}"
-    assert (run / "accuracy_by_language.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    hf = AutoModelForCausalLM.from_pretrained(run / "hf_export", dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(run / "hf_export")
-    assert hf.config.eos_token_id == tokenizer.eos_token_id or tokenizer.eos_token_id in hf.config.eos_token_id
-    from globmed_jax.models import from_pretrained
-
-    ours, _ = from_pretrained(run / "hf_export", dtype="float32")
-    ids = tokenizer("Malaria", return_tensors="np")["input_ids"].astype(np.int32)
-    with torch.no_grad():
-        ref = hf(torch.tensor(ids)).logits.numpy()
-    np.testing.assert_allclose(np.asarray(ours(ids)), ref, rtol=1e-4, atol=1e-4)
-
-    # The per-label breakdown script reads this run: a row per (task, gold label, resource level)
-    # with the item counts it was asked for.
-    out = subprocess.run([sys.executable, str(REPO / "scripts/label_breakdown.py"), str(run), "--limit", "3"],
-                         env=child_env(), capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    cells = {(t.strip(), g.strip(), lv.strip()): (float(a), int(n)) for t, g, lv, a, n in rows[1:]}
-    assert {t for t, _, _ in cells} == {"mcqa", "yes_no_maybe", "nli", "open_qa"}
-    n_high, n_low = 8, 4  # default languages
-    assert sum(n for (t, _, lv), (_, n) in cells.items() if t == "nli" and lv == "high") == 3 * n_high
-    assert sum(n for (t, _, lv), (_, n) in cells.items() if t == "open_qa" and lv == "low") == 3 * n_low
-    assert all(0.0 <= a <= 1.0 for a, _ in cells.values())
 
 
 def test_sigkill_then_rerun_reproduces_the_uninterrupted_losses(tmp_path):

@@ -1,10 +1,8 @@
 """The train step: sharded == single device, accumulation == big batch, overfitting, LoRA."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
 from globmed_jax import sharding

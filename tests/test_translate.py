@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from globmed_jax.data.records_io import load_records, write_records  # noqa: E40
 from globmed_jax.data.schema import OPTION_LETTERS
 
 import translate_helpers as h
+from conftest import one_device_env
 from openai_stub import StubServer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -311,7 +311,7 @@ def test_cli_local_model_end_to_end_on_mini(tmp_path, smollm2_dir):
     # so their answer differs from the source's, which the checks below do not expect.
     en = [r for r in mini.generate(mini.MiniConfig(), "test") if r.language == "en" and r.family != "open_qa"]
     write_records(en, tmp_path / "mini")
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one CPU device
+    env = one_device_env(JAX_PLATFORMS="cpu")  # one CPU device
     args = ["--input", str(tmp_path / "mini"), "--languages", "sw,yo", "--translator", f"local:{smollm2_dir}",
             "--output", str(tmp_path / "out"), "--limit", "1", "--batch-size", "32", "--max-new-tokens", "8",
             "--progress", "no"]
