@@ -7,7 +7,11 @@ Create the two checkpoints first:
 
 then
 
-    python -m globmed_jax.evaluate --config configs/bench_demo.py [--config.data.max_per_cell=20]
+    python -m globmed_jax.evaluate --config configs/bench_demo.py [--config.data.max_per_cell=0]
+
+It scores the first 8 source items of every (dataset, language) cell, the same items in every
+language (``data.max_per_cell=8``; 0 = every test item): SmolLM2-135M on 2 CPU cores is the slow
+part, and every item is scored four ways (letter, cloze acc / acc_norm, open-QA generation).
 
 GlobMed-mini is SYNTHETIC (globmed_jax/data/mini.py): the numbers show the pipeline works and
 how low-resource training data shows up, not medical ability.
@@ -22,6 +26,7 @@ def get_config():
     c.mode = "loglik"
     c.data.source = "mini"
     c.data.split = "test"
+    c.data.max_per_cell = 8  # the first 8 source items per cell (see above)
     c.open_qa_max_new_tokens = 32  # GlobMed-mini's open answers are single terms
     # Every closed-form cell in both formulations (letter; cloze with acc and per-character
     # acc_norm); the leaderboard adds them and the OLMES best-of per model. k-shot prompts
