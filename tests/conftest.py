@@ -1,5 +1,6 @@
 """Test set-up: 8 simulated CPU devices (must happen before jax is imported anywhere)."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -45,6 +46,20 @@ def one_device_env(base: dict[str, str] | None = None, **overrides: str) -> dict
     env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
     env.update(overrides)
     return env
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    """Last logged training loss per step of a run's metrics.jsonl (a resumed run logs recomputed
+    steps again); empty while the file does not exist yet."""
+    out = {}
+    path = pathlib.Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row["kind"] == "train":
+            out[row["step"]] = row["loss"]
+    return out
 
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

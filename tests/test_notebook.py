@@ -10,12 +10,11 @@ import subprocess
 import sys
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-import numpy as np
-
-from conftest import REPO_ROOT, one_device_env
+from conftest import REPO_ROOT, one_device_env, train_losses
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "quickstart.ipynb"
 
@@ -26,7 +25,8 @@ def executed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"
     # The kernel inherits this process's environment.
     # One CPU device, as a user's notebook (not the 8 this test process simulates).
-    settings = {"GLOBMED_NOTEBOOK_SMOKE": "1", "GLOBMED_NOTEBOOK_RUN_DIR": str(run_dir), "XLA_FLAGS": one_device_env()["XLA_FLAGS"]}
+    settings = {"GLOBMED_NOTEBOOK_SMOKE": "1", "GLOBMED_NOTEBOOK_RUN_DIR": str(run_dir),
+                "XLA_FLAGS": one_device_env()["XLA_FLAGS"]}
     before = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:
@@ -64,11 +64,7 @@ def test_notebook_trains_evaluates_and_reports(executed):
 
 def test_demo_run_reports_every_language_and_task_family(executed):
     _, run = executed
-    losses = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row["kind"] == "train":
-            losses[row["step"]] = row["loss"]
+    losses = train_losses(run)
     assert sorted(losses) == list(range(1, 11)) and all(np.isfinite(list(losses.values())))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final_step"] == 10

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import one_device_env
+from conftest import one_device_env, train_losses
 from globmed_jax.training.config import ConfigError, default_config, validate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,19 +31,6 @@ def train_cmd(run_dir, *extra):
 
 def child_env():
     return one_device_env(PYTHONUNBUFFERED="1")  # one CPU device, as a user's run
-
-
-def train_losses(run_dir) -> dict[int, float]:
-    """Last logged training loss per step (a resumed run logs recomputed steps again)."""
-    out = {}
-    path = pathlib.Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row["kind"] == "train":
-            out[row["step"]] = row["loss"]
-    return out
 
 
 def wait_for_step(proc, run_dir, step, timeout=240):
