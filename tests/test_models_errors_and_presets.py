@@ -9,7 +9,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from globmed_jax.models import (
-    PRESETS, CausalLM, CheckpointError, UnsupportedModelError, from_pretrained, get_preset, to_hf_config,
+    PRESETS, CausalLM, CheckpointError, UnsupportedModelError, from_pretrained, get_preset, load_config, to_hf_config,
 )
 from hf_utils import build_hf_model
 
@@ -57,6 +57,18 @@ def test_missing_config_and_bad_json(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "qwen3",')
     with pytest.raises(ValueError, match=r"config\.json: invalid JSON at line 1"):
         from_pretrained(tmp_path)
+
+
+def test_stop_tokens_come_from_generation_config(checkpoint):
+    """transformers' generate stops on generation_config.json's eos ids; so does our decoding."""
+    (checkpoint / "generation_config.json").unlink(missing_ok=True)
+    config_eos = load_config(checkpoint).eos_token_ids
+    (checkpoint / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 3]}))
+    assert load_config(checkpoint).eos_token_ids == (7, 3) != config_eos
+    assert load_config(checkpoint, eos_token_ids=(5,)).eos_token_ids == (5,)  # an explicit choice wins
+    (checkpoint / "generation_config.json").write_text(json.dumps({"eos_token_id": "7"}))
+    with pytest.raises(ValueError, match=r"generation_config\.json: field eos_token_id .*'7'"):
+        load_config(checkpoint)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

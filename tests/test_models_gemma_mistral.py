@@ -237,6 +237,9 @@ def test_preset_sizes_are_the_public_figures():
     assert round(billions["gemma3_1b"], 2) == 1.00 and round(billions["gemma3_4b"], 2) == 3.88
     assert round(billions["gemma3_12b"], 2) == 11.77 and round(billions["gemma3_27b"], 2) == 27.01
     assert billions["medgemma_4b"] == billions["gemma3_4b"] and round(billions["medgemma_27b_text"], 2) == 27.01
+    # keras-hub's medgemma_instruct_27b_text count: the text-only export has no image-token rows.
+    assert get_preset("medgemma_27b_text").num_params() == 27_009_002_240
+    assert get_preset("gemma3_27b").num_params() - 27_009_002_240 == 64 * 5376
     assert round(billions["mistral_7b_v0p3"], 2) == 7.25
     kinds = get_preset("gemma3_27b").layer_kinds()
     assert len(kinds) == 62 and kinds[:6] == ("sliding",) * 5 + ("full",) and kinds.count("full") == 10

@@ -550,9 +550,11 @@ PRESETS.update({
     "gemma3_27b": ModelConfig(**_GEMMA3_27B),
     # google/medgemma-4b-it (Gemma3ForConditionalGeneration): the Gemma 3 4B language model.
     "medgemma_4b": ModelConfig(**{**_GEMMA3_4B, "eos_token_ids": (1, 106)}),
-    # google/medgemma-27b-text-it (Gemma3ForCausalLM). UNSURE: vocab 262208 as gemma-3-27b (a
-    # text-only export might carry 262144); the count differs by 0.3M parameters.
-    "medgemma_27b_text": ModelConfig(**{**_GEMMA3_27B, "eos_token_ids": (1, 106)}),
+    # google/medgemma-27b-text-it (Gemma3ForCausalLM): text-only, so 262144 tokens, without the 64
+    # image-token rows the multimodal checkpoints add (transformers' convert_gemma3_weights.py adds
+    # them only with the vision tower; keras-hub's parameter count for this preset, 27,009,002,240,
+    # is gemma3_27b_text's, i.e. 262144 x 5376 embeddings). Not read from the hub file itself.
+    "medgemma_27b_text": ModelConfig(**{**_GEMMA3_27B, "vocab_size": 262_144, "eos_token_ids": (1, 106)}),
     # mistralai/Mistral-7B-v0.3: Llama layout, 32768-token vocab, no sliding window (v0.1 had 4096).
     "mistral_7b_v0p3": ModelConfig(model_type="mistral", vocab_size=32768, hidden_size=4096,
                                    intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,

@@ -406,8 +406,30 @@ def _check_checkpoint(cfg: ModelConfig, index: _SafetensorsIndex, source: Path,
         raise error("\n".join(parts))
 
 
+def generation_eos_ids(checkpoint_dir: Path) -> tuple[int, ...] | None:
+    """The stop tokens of ``generation_config.json``, when the checkpoint has one that sets them.
+
+    transformers' ``generate`` stops on these, not on config.json's ``eos_token_id`` (Qwen3 and
+    Llama 3.1 instruct models list more there, e.g. ``<|im_end|>`` and ``<|endoftext|>``), so greedy
+    decoding reads them too to stop where ``generate`` does."""
+    file = checkpoint_dir / "generation_config.json"
+    if not file.exists():
+        return None
+    try:
+        eos = json.loads(file.read_text()).get("eos_token_id")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{file}: not a JSON object ({err})") from None
+    if eos is None:
+        return None
+    ids = eos if isinstance(eos, list) else [eos]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ValueError(f"{file}: field eos_token_id must be a token id or a list of them, got {eos!r}")
+    return tuple(ids)
+
+
 def load_config(path: str | os.PathLike, **overrides: Any) -> ModelConfig:
-    """Reads ``config.json`` from a checkpoint directory (or hub id) into a ModelConfig."""
+    """Reads ``config.json`` from a checkpoint directory (or hub id) into a ModelConfig; stop tokens
+    come from ``generation_config.json`` when it sets them (as transformers' ``generate``)."""
     config_file = resolve_checkpoint(path) / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file} does not exist (expected a Hugging Face checkpoint directory)")
@@ -415,8 +437,11 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> ModelConfig:
         hf = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_file}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "eos_token_ids" not in overrides and (stops := generation_eos_ids(config_file.parent)) is not None:
+        overrides["eos_token_ids"] = stops
     try:
-        return from_hf_config(hf, **{k: v for k, v in overrides.items() if v is not None})
+        return from_hf_config(hf, **overrides)
     except UnsupportedModelError as err:
         raise UnsupportedModelError(f"{config_file}: {err}") from None
     except KeyError as err:
