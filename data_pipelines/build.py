@@ -39,6 +39,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import os
 import pathlib
 import sys
 from typing import Any, Sequence
@@ -139,6 +140,7 @@ def build(
     unknown_languages: str | None = None,
     dev: dev_split.DevSplitConfig = dev_split.DevSplitConfig(),
     beam: BeamConfig | None = None,
+    tfds_workers: int = 1,
 ) -> Counts:
     """Imports ``input_path`` with the ``fmt`` importer into ``output_dir``; returns the counts.
 
@@ -151,6 +153,7 @@ def build(
     dev split is carved from train where the source has none (``dev_split.DevSplitConfig``).
     ``beam``: run the build (and the TFDS stage) as an Apache Beam pipeline on that runner
     (``data_pipelines/beam_build.py``); the outputs are the same as the single-process build's.
+    ``tfds_workers``: processes writing ArrayRecord datasets at once (``tfds_builder.build_tfds``).
 
     Every input record is read and accounted for; outputs, quarantine and manifest are always
     written whole. Raises BuildError when the output overlaps the input, and, in strict mode
@@ -206,7 +209,7 @@ def build(
     if tfds and counts.total_kept:
         from data_pipelines.tfds_builder import build_tfds  # lazy: tensorflow is heavy
 
-        for name in build_tfds(out, out / "tfds", beam=beam):
+        for name in build_tfds(out, out / "tfds", beam=beam, workers=tfds_workers):
             log.info("TFDS config %s written to %s", name, out / "tfds")
     return counts
 
@@ -235,6 +238,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="override the split (train/validation/test; dev/val accepted)")
     p.add_argument("--strict", action="store_true", help="fail on the first bad record")
     p.add_argument("--tfds", action="store_true", help="also write ArrayRecord TFDS datasets")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes writing the ArrayRecord datasets, one (dataset, language) each at a time "
+                        "(default: the number of CPUs; the records do not depend on it)")
     p.add_argument("--field-map", type=parse_field_map, help="JSON (inline or file) field mapping for --format globmed")
     p.add_argument("--cop-base", type=int, choices=(0, 1), help="MedMCQA cop base (default 1 for medmcqa)")
     p.add_argument("--question-source", choices=QUESTION_SOURCES, default="original", help="LiveQA question text")
@@ -277,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     try:
-        counts = build(args.format, source, args.output, options, tfds=args.tfds, beam=beam,
+        counts = build(args.format, source, args.output, options, tfds=args.tfds, beam=beam, tfds_workers=args.workers,
                        progress=False if args.no_progress else None, unknown_languages=args.unknown_languages,
                        dev=dev_split.DevSplitConfig(seed=args.dev_seed, enabled=not args.no_dev_split))
     except BuildError as e:

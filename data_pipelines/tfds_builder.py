@@ -13,8 +13,11 @@ This module imports tensorflow_datasets (and so tensorflow): import it lazily.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import logging
+import multiprocessing
 import pathlib
 from typing import Any
 
@@ -24,6 +27,7 @@ from globmed_jax.data.records_io import iter_records, record_path
 from globmed_jax.data.tasks import ARRAYRECORD_BUILDER, ARRAYRECORD_TEXT_FIELDS, example_to_record  # noqa: F401 (re-exported)
 from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
+log = logging.getLogger("data_pipelines.tfds_builder")
 BUILDER_NAME = ARRAYRECORD_BUILDER
 VERSION = tfds.core.Version("1.1.0")
 _TEXT_FIELDS = ARRAYRECORD_TEXT_FIELDS
@@ -126,19 +130,49 @@ def discover(jsonl_dir: str | pathlib.Path) -> list[tuple[str, str]]:
 
 def build_tfds(
     jsonl_dir: str | pathlib.Path, data_dir: str | pathlib.Path, pairs: list[tuple[str, str]] | None = None,
-    beam: Any = None,
+    beam: Any = None, workers: int = 1,
 ) -> list[str]:
     """Prepares one ArrayRecord dataset per (dataset, language); returns the config names.
 
-    ``beam`` (a ``data_pipelines.beam_build.BeamConfig``): generate through TFDS's Beam support
-    on that runner, one pipeline per (dataset, language); the records are the same."""
-    names = []
+    ``workers > 1`` prepares that many configs at once, each in its own process (spawned: TF is
+    not fork-safe), largest JSONL first; every config is written by one process alone, so the
+    records are the same as with one worker. ``beam`` (a ``data_pipelines.beam_build.BeamConfig``):
+    generate through TFDS's Beam support on that runner, one pipeline per (dataset, language);
+    the records are the same (``workers`` is then unused: the runner parallelises)."""
+    pairs = list(pairs if pairs is not None else discover(jsonl_dir))
+    jobs = [(str(jsonl_dir), str(data_dir), dataset, language) for dataset, language in pairs]
+    if beam is not None or workers <= 1 or len(jobs) <= 1:
+        return [_prepare(*job, beam=beam, progress=(k + 1, len(jobs))) for k, job in enumerate(jobs)]
+    biggest_first = sorted(range(len(jobs)), key=lambda k: -_jsonl_bytes(str(jsonl_dir), *pairs[k]))
+    names: dict[int, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(_prepare, *jobs[k]): k for k in biggest_first}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            names[futures[future]] = future.result()  # a worker's error is raised here, naming its config
+            log.info("ArrayRecord %d/%d: %s", done, len(jobs), names[futures[future]])
+    return [names[k] for k in range(len(jobs))]
+
+
+def _jsonl_bytes(jsonl_dir: str, dataset: str, language: str) -> int:
+    paths = (record_path(pathlib.Path(jsonl_dir), dataset, language, split) for split in SPLITS)
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def _prepare(jsonl_dir: str, data_dir: str, dataset: str, language: str, beam: Any = None,
+             progress: tuple[int, int] | None = None) -> str:
+    """Writes one (dataset, language) ArrayRecord dataset; returns its config name."""
     beam_args = {} if beam is None else {"beam_runner": beam.runner, "beam_options": beam.pipeline_options()}
-    for dataset, language in pairs if pairs is not None else discover(jsonl_dir):
-        builder = make_builder(jsonl_dir, data_dir, dataset, language, beam=beam is not None)
+    builder = make_builder(jsonl_dir, data_dir, dataset, language, beam=beam is not None)
+    try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False, **beam_args))
-        names.append(builder.builder_config.name)
-    return names
+    except Exception as err:  # a worker's error reaches the parent with the config it belongs to
+        err.add_note(f"while writing the ArrayRecord dataset {config_name(dataset, language)} from {jsonl_dir}")
+        raise
+    name = builder.builder_config.name
+    if progress is not None:
+        log.info("ArrayRecord %d/%d: %s", *progress, name)
+    return name
 
 
 def dataset_dir(data_dir: str | pathlib.Path, dataset: str, language: str) -> pathlib.Path:
