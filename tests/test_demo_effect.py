@@ -115,6 +115,29 @@ def test_paired_bootstrap_brackets_the_point_and_is_degenerate_without_variance(
     assert g["low"][0] == pytest.approx(0.6) and g["low"][1] <= 0.6 <= g["low"][2]
 
 
+def test_setting_difference_and_the_ablation_sentence_follow_the_data():
+    langs = np.array(["en"] * 40 + ["sw"] * 40)
+    ref = [np.r_[np.ones(20), np.zeros(20), np.ones(8), np.zeros(32)].astype(bool)] * 2  # en 0.5, sw 0.2
+    better = [np.r_[np.ones(20), np.zeros(20), np.ones(32), np.zeros(8)].astype(bool)] * 3  # sw 0.8
+    d = demo_report.setting_difference(ref, better, langs, ["sw"], num_resamples=300)
+    assert d[0] == pytest.approx(0.6) and 0 < d[1] <= 0.6 <= d[2]
+    assert demo_report.setting_difference(ref, ref, langs, ["en", "sw"], num_resamples=50) == (0.0, 0.0, 0.0)
+    # seeds that disagree widen the interval past 0 even when the means differ a little
+    noisy = [np.r_[np.ones(22), np.zeros(18), np.ones(4), np.zeros(36)].astype(bool),
+             np.r_[np.ones(18), np.zeros(22), np.ones(16), np.zeros(24)].astype(bool)]
+    lo, hi = demo_report.setting_difference(ref, noisy, langs, ["en", "sw"], num_resamples=300)[1:]
+    assert lo < 0 < hi
+    records = [type("R", (), {"language": str(lang)})() for lang in langs]
+    data = demo_report.ablation_tables(records, ref[0], {"t1": ref, "t3": better, "noisy": noisy}, ("en", "sw"))
+    assert "minus_reference" not in data["settings"]["t1"]
+    assert data["settings"]["t3"]["minus_reference"]["low"][0] == pytest.approx(0.6)
+    sentence = demo_report.ablation_summary(data)
+    assert sentence.startswith("Against t1") and "t3 low-resource +0.600" in sentence
+    assert "t3 low-resource (higher)" in sentence and "noisy low-resource" not in sentence.split("exclude 0:")[1]
+    same = demo_report.ablation_tables(records, ref[0], {"a": ref, "b": ref}, ("en", "sw"))
+    assert "every interval includes 0" in demo_report.ablation_summary(same)
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
