@@ -24,6 +24,7 @@ own. Needs the ``data`` extra (tensorflow-datasets, array-record) and, for phase
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -249,7 +250,10 @@ def main(argv=None) -> int:
     if args.phase:
         print(json.dumps(PHASES[args.phase](args)))
         return 0
-    report: dict = {"records_requested": args.records, "cpus": os.cpu_count(), "seq_len": args.seq_len}
+    if "hf_datasets" not in args.skip and importlib.util.find_spec("datasets") is None:
+        p.error("the datasets.map comparison needs the `bench` extra: pip install -e '.[bench]' (or --skip hf_datasets)")
+    report: dict = {"records_requested": args.records, "cpus": os.cpu_count(), "seq_len": args.seq_len,
+                    "build_workers": args.build_workers}
     if "release" not in args.skip:
         import shutil
 

@@ -5,10 +5,13 @@ languages and sources, each file stays small) are built under tracemalloc, all i
 cell (``--language en``), so the train file the dev split ranks and rewrites and the JSONL read
 back grow 4x too; the peak traced memory of the build (import -> validate -> dev split -> JSONL)
 and of reading its JSONL back line by line is about the same for both. An input file is still
-parsed whole (a malformed file must become one file-level quarantine entry, not half a file), so
-the peak follows the largest input file, not the release. The negative control loads the JSONL whole the same
+parsed per record (a malformed record is one quarantine entry, the rest of the file is kept), so
+the peak follows neither the release nor, for JSON lines, the largest input file. The negative control loads the JSONL whole the same
 way and shows the measurement sees a whole-load (its peak grows ~4x). Python allocations only
 (tracemalloc); RSS at GlobMed scale is in scripts/data_bench.py.
+
+A GlobMed file in JSON lines is read one line at a time, so one file 4x as long does not raise
+the peak either; a JSON array's text is still read whole (its elements are parsed one by one).
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ PER_FILE = 50  # records per input file (long ones: the per-file parse, not the 
 LANGUAGES = ("en", "zh", "es", "fr", "ar", "hi", "ja", "ko", "de", "pt", "ru", "sw", "yo", "zu", "am", "it")
 
 
+def _item(lang: str, i: int) -> dict:
+    return {"id": f"{lang}{i}", "question": f"{lang} question {i}: " + "which finding is most likely? " * 100,
+            "options": {k: f"option {k} {i} " * 3 for k in "ABCD"}, "answer_idx": "ABCD"[i % 4],
+            "explanation": "because " * 200}
+
+
 def _release(root: pathlib.Path, n_files: int) -> pathlib.Path:
     """``n_files`` train files of PER_FILE MCQA items (distinct ids; one folder per language, up to 16)."""
     for lang in LANGUAGES[:n_files]:
-        items = [{"id": f"{lang}{i}", "question": f"{lang} question {i}: " + "which finding is most likely? " * 100,
-                  "options": {k: f"option {k} {i} " * 3 for k in "ABCD"}, "answer_idx": "ABCD"[i % 4],
-                  "explanation": "because " * 200} for i in range(PER_FILE)]
+        items = [_item(lang, i) for i in range(PER_FILE)]
         path = root / "GlobMed_MedQA" / lang / "train.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
@@ -75,6 +82,30 @@ def test_build_peak_memory_flat_in_release_size(tmp_path):
     load_4n = _peak(lambda: load_records(tmp_path / "out_4n"))
     assert load_4n > 3 * load_n, (load_n, load_4n)
     assert load_4n > 1.5 * peak_4n, (load_4n, peak_4n)  # and the build's peak stays below a whole-load
+
+
+def _one_file_release(root: pathlib.Path, n: int, *, lines: bool) -> pathlib.Path:
+    """One train file of ``n`` items, as JSON lines or as one JSON array."""
+    items = [_item("en", i) for i in range(n)]
+    path = root / "GlobMed_MedQA" / "en" / "train.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(json.dumps(x) for x in items) + "\n" if lines else json.dumps(items)
+    path.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_one_json_lines_file_four_times_as_long_is_streamed(tmp_path):
+    small = _one_file_release(tmp_path / "small", 200, lines=True)
+    large = _one_file_release(tmp_path / "large", 800, lines=True)
+    _build_and_read(small, tmp_path / "warm")
+    peak_n = _peak(lambda: _build_and_read(small, tmp_path / "out_n"))
+    peak_4n = _peak(lambda: _build_and_read(large, tmp_path / "out_4n"))
+    assert sum(1 for _ in iter_records(tmp_path / "out_4n")) == 800  # train + dev: nothing lost
+    assert peak_4n < 1.5 * peak_n, (peak_n, peak_4n)
+    # Control: the same items as one JSON array are read as one text, so that peak grows with the file.
+    arr_n = _peak(lambda: _build_and_read(_one_file_release(tmp_path / "an", 200, lines=False), tmp_path / "o_an"))
+    arr_4n = _peak(lambda: _build_and_read(_one_file_release(tmp_path / "a4n", 800, lines=False), tmp_path / "o_a4n"))
+    assert arr_4n > 2 * arr_n and arr_4n > 2 * peak_4n, (arr_n, arr_4n, peak_4n)
 
 
 def test_streamed_jsonl_reader_keeps_its_errors_and_line_splitting(tmp_path):

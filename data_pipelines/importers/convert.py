@@ -10,11 +10,14 @@ numbers, lone surrogates and deep nesting, each naming the field that holds it.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
 from data_pipelines.importers.base import BadRecord, ImportOptions, Item, checked_value, guarded_item, import_split_files
-from data_pipelines.importers.readers import LineError, load_json_array_or_lines, load_json_lines, read_csv
+from data_pipelines.importers.readers import (
+    LineError, iter_json_array_or_lines, load_json_array_or_lines, load_json_lines, read_csv,
+)
 from globmed_jax.data.schema import Record
 
 Entry = tuple[str, Any]  # (location such as "line 3" or "record 5", parsed item or LineError)
@@ -63,6 +66,18 @@ def csv_entries(file: pathlib.Path) -> list[Entry]:
 def json_entries(file: pathlib.Path) -> list[Entry]:
     """A JSON array (``record i``) or JSON lines (``line N``)."""
     return load_json_array_or_lines(file)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedJsonEntries:
+    """The entries of :func:`json_entries`, read again from the file on every pass instead of
+    held in memory (a release's largest files); ``wanted`` as in ``iter_json_array_or_lines``."""
+
+    file: pathlib.Path
+    wanted: Callable[[str], bool] | None = None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter_json_array_or_lines(self.file, wanted=self.wanted)
 
 
 # --- the whole importer for formats with one split per file ------------------------------

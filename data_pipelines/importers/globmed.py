@@ -33,7 +33,7 @@ from data_pipelines.importers.base import (
 from data_pipelines.importers.bionli import nli_record
 from data_pipelines.importers.mcqa import answer_letter, parse_options
 from data_pipelines.importers.medmcqa import cop_to_letter
-from data_pipelines.importers.convert import convert_entries, json_entries
+from data_pipelines.importers.convert import StreamedJsonEntries, convert_entries
 from globmed_jax.data import families
 from globmed_jax.data.languages import get_language
 from globmed_jax.data.schema import Record
@@ -144,7 +144,7 @@ def _mcqa_answer(obj: Mapping[str, Any], fm: Mapping[str, Any], options: dict[st
     raise FieldError("answer", "no answer field found (tried " + ", ".join(n for n, _ in MCQA_ANSWER_FIELDS) + ")")
 
 
-def detect_cop_base(items: list[tuple[str, Any]], default: int) -> int | None:
+def detect_cop_base(items: Iterable[tuple[str, Any]], default: int) -> int | None:
     """0 if some ``cop`` is 0, 1 if some equals the option count (4); None if both occur."""
     cops = {o.get("cop") for _, o in items if isinstance(o, Mapping) and isinstance(o.get("cop"), int)}
     zero, top = 0 in cops, 4 in cops
@@ -304,7 +304,7 @@ def _import_file(file: pathlib.Path, source: str, opts: ImportOptions,
     family = given_family or family
     if unknown is not None and opts.language is None and not _known_language(lang_dir.name):
         try:
-            n = len(json_entries(file))
+            n = sum(1 for _ in StreamedJsonEntries(file))
         except Exception:  # unreadable: still one file-level entry, below, with the unknown name
             n = None
         if n is not None:
@@ -320,17 +320,27 @@ def _import_file(file: pathlib.Path, source: str, opts: ImportOptions,
         yield BadRecord(str(file), "file", "<source>", f"unknown GlobMed source {source!r} (known: {known}); give 'family' in the field map", None, **ctx, file_level=True)
         return
     yield from guarded_file(
-        file, json_entries,
+        file, StreamedJsonEntries,  # read per record: a release file's size does not grow memory
         lambda items: _convert(file, items, dataset, family, lang, split, fm, opts), **ctx,
     )
 
 
+def _may_hold_cop(line: str) -> bool:
+    """Whether a JSON line can have a ``cop`` key (spelled plainly or with escapes)."""
+    return '"cop"' in line or "\\u" in line
+
+
 def _convert(
-    file: pathlib.Path, items: list[tuple[str, Any]], dataset: str, family: str, lang: str, split: str,
+    file: pathlib.Path, items: StreamedJsonEntries, dataset: str, family: str, lang: str, split: str,
     fm: Mapping[str, Any], opts: ImportOptions,
 ) -> Iterator[Item]:
     ctx = dict(dataset=dataset, language=lang, split=split)
     default_base = fm.get("cop_base", opts.cop_base if opts.cop_base is not None else 0)
-    cop_base = detect_cop_base(items, int(default_base)) if "cop_base" not in fm else int(fm["cop_base"])
+    if "cop_base" in fm:
+        cop_base: int | None = int(fm["cop_base"])
+    elif family == "mcqa":  # only multiple choice reads `cop`: one more pass, over the lines that can hold it
+        cop_base = detect_cop_base(StreamedJsonEntries(file, wanted=_may_hold_cop), int(default_base))
+    else:
+        cop_base = int(default_base)
     return convert_entries(file, items, lambda obj, index: globmed_record(
         obj, dataset=dataset, family=family, lang=lang, split=split, index=index, fm=fm, cop_base=cop_base), ctx)

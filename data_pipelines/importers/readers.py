@@ -16,7 +16,7 @@ import json
 import pathlib
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from data_pipelines.importers.base import FileFormatError
 
@@ -113,14 +113,32 @@ def load_json(path: pathlib.Path) -> Any:
         raise FileFormatError(path, "file", f"unreadable JSON: {type(e).__name__}: {e}") from None
 
 
-def load_json_lines(path: pathlib.Path) -> list[tuple[int, Any]]:
-    """``(line number, object | LineError)`` for every non-blank line.
+def lenient_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line, read one at a time (memory does not grow with the
+    file), decoded as :func:`read_text_lenient` decodes the whole file. Lines end at "\n" only:
+    str.splitlines() would also break inside strings at U+2028, U+0085... (and no byte of a
+    multi-byte UTF-8 sequence is "\n", so decoding per line equals decoding the whole)."""
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, start=1):
+            if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            yield i, raw.decode("utf-8", "surrogateescape").removesuffix("\n")
+
+
+def iter_json_lines(path: pathlib.Path, *, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[int, Any]]:
+    """``(line number, object | LineError)`` for every non-blank line, streamed; ``wanted``
+    (optional) skips, unparsed, the lines it returns False for.
 
     A broken line (bad JSON, bad UTF-8, deep nesting) is reported on its own.
     """
-    s = read_text_lenient(path)
-    # split on "\n" only: str.splitlines() would also break inside strings at U+2028, U+0085...
-    return [(i, _json_record(line)) for i, line in enumerate(s.split("\n"), start=1) if line.strip()]
+    for i, line in lenient_lines(path):
+        if line.strip() and (wanted is None or wanted(line)):
+            yield i, _json_record(line)
+
+
+def load_json_lines(path: pathlib.Path) -> list[tuple[int, Any]]:
+    """:func:`iter_json_lines` as a list."""
+    return list(iter_json_lines(path))
 
 
 # --- JSON arrays, split into elements before parsing -------------------------------------
@@ -204,12 +222,36 @@ def json_array_entries(s: str) -> Iterator[tuple[str, Any]]:
         yield f"record {index}", LineError(f"content after the closing ']' (line {_line_of(s, i)})", excerpt(rest))
 
 
+def _starts_with_bracket(path: pathlib.Path, chunk: int = 1 << 16) -> bool:
+    """Whether the first non-whitespace character of the (lenient UTF-8) file is ``[``."""
+    with open(path, "rb") as fh:
+        head = fh.read(chunk)
+        if head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        while head:
+            text = head.decode("utf-8", "surrogateescape").lstrip()
+            if text:
+                return text.startswith("[")
+            head = fh.read(chunk)
+    return False
+
+
+def iter_json_array_or_lines(path: pathlib.Path, *,
+                             wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Any]]:
+    """A JSON array (``[`` first; ``record i``) or JSON lines (``line N``), split per record and
+    parsed one record at a time. JSON lines are streamed from the file; an array's text is read
+    whole (its end cannot be found otherwise) but its elements are not all kept. ``wanted``
+    (JSON lines only) skips the lines it returns False for without parsing them."""
+    if _starts_with_bracket(path):
+        yield from json_array_entries(read_text_lenient(path))
+        return
+    for i, x in iter_json_lines(path, wanted=wanted):
+        yield f"line {i}", x
+
+
 def load_json_array_or_lines(path: pathlib.Path) -> list[tuple[str, Any]]:
-    """A JSON array (``[`` first; ``record i``) or JSON lines (``line N``), split per record."""
-    s = read_text_lenient(path)
-    if s.lstrip().startswith("["):
-        return list(json_array_entries(s))
-    return [(f"line {i}", x) for i, x in load_json_lines(path)]
+    """:func:`iter_json_array_or_lines` as a list."""
+    return list(iter_json_array_or_lines(path))
 
 
 # --- CSV, one row at a time --------------------------------------------------------------
