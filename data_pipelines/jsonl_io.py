@@ -13,7 +13,7 @@ import pathlib
 from typing import Any, Iterator
 
 from data_pipelines.importers.base import BadRecord
-from data_pipelines.importers.readers import RAW_EXCERPT, LineError, load_json_lines
+from data_pipelines.importers.readers import RAW_EXCERPT, LineError, iter_json_lines
 from globmed_jax.data.records_io import QUARANTINE_NAME, NormalizedDataError, atomic_open
 
 
@@ -63,7 +63,7 @@ def iter_quarantine(path: str | pathlib.Path) -> Iterator[dict[str, Any]]:
     path = pathlib.Path(path)
     files = [path] if path.is_file() else sorted(path.rglob(QUARANTINE_NAME))
     for file in files:
-        for lineno, obj in load_json_lines(file):
+        for lineno, obj in iter_json_lines(file):  # streamed: a quarantine can be large
             if isinstance(obj, LineError):
                 raise NormalizedDataError(f"{file}:line {lineno}: {obj.reason}")
             yield obj
