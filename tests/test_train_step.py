@@ -1,5 +1,7 @@
 """The train step: sharded == single device, accumulation == big batch, overfitting, LoRA."""
 
+import re
+
 import jax
 import numpy as np
 import optax
@@ -189,3 +191,33 @@ def test_prompt_loss_weight_equals_reweighted_mask_and_reports_answer_loss():
     _, metrics_plain = one_step(batch, 0.0)
     np.testing.assert_allclose(float(metrics_a.loss), float(metrics_plain.loss), rtol=1e-6)
     assert float(metrics_a.loss_tokens) == float(batch["loss_mask"].sum())
+
+
+def _remat_count(template, remat_loss=None) -> int:
+    """Rematerialised regions (``checkpoint`` / ``remat`` equations) in the step's jaxpr."""
+    tx, schedule = make_optimizer(template.initial_params, OptimConfig(peak_lr=1e-3, warmup_steps=0, total_steps=10))
+    step = make_train_step(template, tx, schedule, num_languages=NUM_LANGUAGES, loss_chunk=5, remat_loss=remat_loss)
+    state = init_train_state(template, tx, state_shardings(template, tx, sharding.make_mesh(
+        1, 1, 1, devices=jax.devices()[:1])))
+    return len(re.findall(r"\b(?:remat2?|checkpoint)\[", str(jax.make_jaxpr(step)(state, make_batch()))))
+
+
+def test_loss_recomputes_logits_only_when_the_model_rematerialises():
+    """remat none: nothing is recomputed, so the compiled flops are the model's 6 x N x T; with a
+    remat policy the loss chunks' logits are recomputed too (memory: one [B, chunk, V] block)."""
+    assert _remat_count(ModelTemplate(tiny_model())) == 0
+    assert _remat_count(ModelTemplate(tiny_model()), remat_loss=True) > 0
+    assert _remat_count(ModelTemplate(tiny_model(remat_policy="full")), remat_loss=False) > 0  # the layers
+    batch = make_batch()
+    model = tiny_model()
+    out = model.forward(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"],
+                        compute_logits=False)
+
+    def loss(hidden, remat):
+        sums = chunked_cross_entropy(model.logits_from_hidden, hidden, batch["targets"], batch["loss_mask"],
+                                     batch["language_ids"], NUM_LANGUAGES, 5, remat=remat)
+        return sums.loss_sum / sums.weight_sum
+
+    kept, recomputed = (jax.value_and_grad(loss)(out.hidden, r) for r in (False, True))
+    np.testing.assert_allclose(kept[0], recomputed[0], rtol=1e-6)
+    np.testing.assert_allclose(kept[1], recomputed[1], rtol=1e-5, atol=1e-8)

@@ -1,9 +1,12 @@
 """Token cross-entropy over a large vocabulary without materialising fp32 logits for the batch.
 
 The final hidden states are projected to the vocabulary one sequence chunk at a time inside a
-``lax.scan`` whose body is rematerialised, so peak memory holds one ``[B, chunk, V]`` fp32 block
-in the forward and in the backward pass (a 152k vocabulary at B*T = 16k tokens would otherwise
-need ~10 GB for the logits alone).
+``lax.scan``. With ``remat`` (the default, and what the train step uses whenever the model
+rematerialises its layers) the body is rematerialised, so peak memory holds one ``[B, chunk, V]``
+fp32 block in the forward and in the backward pass (a 152k vocabulary at B*T = 16k tokens would
+otherwise need ~10 GB for the logits alone), at the cost of a second output projection in the
+backward pass. Without it the chunks' logits are kept for the backward pass: no recomputation,
+so the step's flops are the model's 6 x params x tokens (+ attention).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def chunked_cross_entropy(
     num_languages: int,
     chunk_size: int = 512,
     extra_weights: jax.Array | None = None,
+    remat: bool = True,
 ) -> LossSums:
     """Sums of weighted next-token NLL.
 
@@ -59,6 +63,7 @@ def chunked_cross_entropy(
       language_ids: ``[B, T]`` int32 language index per token (-1 = none).
       extra_weights: optional ``[B, T]`` weights added to ``weights`` for the objective only
         (e.g. a small LM loss on prompt tokens); the reported sums stay answer-only.
+      remat: recompute each chunk's logits in the backward pass instead of keeping them.
     Returns:
       ``LossSums`` over all chunks.
     """
@@ -78,7 +83,6 @@ def chunked_cross_entropy(
     def split(x):  # [B, n*c, ...] -> [n, B, c, ...]
         return jnp.moveaxis(x.reshape(b, n_chunks, chunk, *x.shape[2:]), 1, 0)
 
-    @jax.checkpoint
     def chunk_nll(h, tgt):
         logits = logits_fn(h).astype(jnp.float32)
         logz = jax.nn.logsumexp(logits, axis=-1)
@@ -86,9 +90,11 @@ def chunked_cross_entropy(
         correct = (jnp.argmax(logits, axis=-1) == tgt).astype(jnp.float32)
         return logz - target_logit, correct
 
+    chunk_loss = jax.checkpoint(chunk_nll) if remat else chunk_nll
+
     def body(carry, xs):
         h, tgt, w, lang, extra = xs
-        nll, correct = chunk_nll(h, tgt)
+        nll, correct = chunk_loss(h, tgt)
         w = w.astype(jnp.float32)
         objective_w = w + extra.astype(jnp.float32)
         one_hot = jax.nn.one_hot(lang, num_languages, dtype=jnp.float32)  # -1 -> all zeros

@@ -152,6 +152,7 @@ def make_train_step(
     loss_chunk: int = 512,
     skip_nonfinite: bool = True,
     prompt_loss_weight: float = 0.0,
+    remat_loss: bool | None = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """Returns ``step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -161,8 +162,12 @@ def make_train_step(
     unchanged when ``skip_nonfinite`` (the metrics report it either way).
     ``prompt_loss_weight`` > 0 adds that weight of next-token loss on the non-answer tokens of
     every segment (a from-scratch model learns the language from them); reported losses stay
-    answer-only.
+    answer-only. ``remat_loss`` (default: whenever the model's ``remat_policy`` is not ``none``)
+    recomputes the loss chunks' logits in the backward pass (``loss.chunked_cross_entropy``):
+    with remat ``none`` nothing is recomputed, so the step's flops are the model's.
     """
+    if remat_loss is None:
+        remat_loss = template.cfg.remat_policy != "none"
 
     def loss_fn(params, frozen, mb):
         model = template.merge(params, frozen)
@@ -174,7 +179,7 @@ def make_train_step(
             extra = prompt_loss_weight * in_segment * (1.0 - mb["loss_mask"])
         sums = chunked_cross_entropy(model.logits_from_hidden, out.hidden, mb["targets"],
                                      mb["loss_mask"], mb["language_ids"], num_languages, loss_chunk,
-                                     extra_weights=extra)
+                                     extra_weights=extra, remat=remat_loss)
         return sums.objective_sum, sums
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
