@@ -245,7 +245,7 @@ def compile_plan(config, cfg, devices) -> dict[str, Any]:
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(config.data.languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
-                              prompt_loss_weight=t.prompt_loss_weight)
+                              prompt_loss_weight=t.prompt_loss_weight, remat_loss=t.remat_loss)
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, config.data.seq_len)
     state = abstract_train_state(template, tx, shardings)
     t0 = time.perf_counter()

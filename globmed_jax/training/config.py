@@ -75,6 +75,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.decay_biases = False
     c.train.decay_embeddings = False
     c.train.loss_chunk = 512
+    # Recompute the loss chunks' logits in the backward pass (memory: one [B, chunk, V] fp32 block)
+    # or keep them (flops: no second output projection): "auto" = whenever the model rematerialises.
+    c.train.loss_remat = "auto"
     c.train.prompt_loss_weight = 0.0  # >0: also learn the prompt tokens at this weight ("train on inputs")
     c.train.on_nonfinite = "skip"  # "skip" the update and log, or "stop" the run
     c.train.peak_tflops_per_device = 0.0  # 0: datasheet value for known accelerators
@@ -117,6 +120,9 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
 # Dtype names a training config may ask for (jnp.dtype accepts far more, e.g. int8, that no
 # parameter or activation should be stored in).
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+LOSS_REMAT = {"auto": None, "on": True, "off": False}
 
 
 def _fail(condition: bool, message: str) -> None:
@@ -256,9 +262,15 @@ class TrainSection:
     decay_biases: bool
     decay_embeddings: bool
     loss_chunk: int
+    loss_remat: str
     prompt_loss_weight: float
     on_nonfinite: str
     peak_tflops_per_device: float
+
+    @property
+    def remat_loss(self) -> bool | None:
+        """``make_train_step``'s ``remat_loss`` (None: follow the model's remat policy)."""
+        return LOSS_REMAT[self.loss_remat]
 
     def __post_init__(self):
         _fail(self.on_nonfinite not in ("skip", "stop"),
@@ -269,6 +281,8 @@ class TrainSection:
               f"train.global_batch_size ({self.global_batch_size}) is not divisible by "
               f"train.microbatches ({self.microbatches})")
         _at_least("train.loss_chunk", self.loss_chunk, 1)
+        _fail(self.loss_remat not in LOSS_REMAT,
+              f"train.loss_remat must be one of {tuple(LOSS_REMAT)}, got {self.loss_remat!r}")
         _at_least("train.warmup_steps", self.warmup_steps, 0)
         _fail(self.warmup_steps >= self.steps,
               f"train.warmup_steps ({self.warmup_steps}) must be < train.steps ({self.steps}): "

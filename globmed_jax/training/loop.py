@@ -282,7 +282,7 @@ def setup(config: ml_collections.ConfigDict, *, eval_fn: Callable | None = None,
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
-                              prompt_loss_weight=t.prompt_loss_weight)
+                              prompt_loss_weight=t.prompt_loss_weight, remat_loss=t.remat_loss)
     seq_len = typed.data.seq_len
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, seq_len)
 
