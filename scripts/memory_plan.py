@@ -235,6 +235,7 @@ def largest_arrays(state, top: int) -> list[dict[str, Any]]:
 def compile_plan(config, cfg, devices) -> dict[str, Any]:
     """Compiles the real train step for ``devices`` and returns the memory figures."""
     from globmed_jax import sharding
+    from globmed_jax.training.config import LOSS_REMAT
     from globmed_jax.training.loop import compile_step, memory_report
     from globmed_jax.training.step import abstract_train_state, jit_train_step, make_train_step, state_shardings
 
@@ -245,7 +246,7 @@ def compile_plan(config, cfg, devices) -> dict[str, Any]:
     shardings = state_shardings(template, tx, mesh)
     step_fn = make_train_step(template, tx, schedule, num_languages=len(config.data.languages),
                               microbatches=t.microbatches, loss_chunk=t.loss_chunk, skip_nonfinite=True,
-                              prompt_loss_weight=t.prompt_loss_weight, remat_loss=t.remat_loss)
+                              prompt_loss_weight=t.prompt_loss_weight, remat_loss=LOSS_REMAT[t.loss_remat])
     jitted = jit_train_step(step_fn, shardings, mesh, t.global_batch_size, config.data.seq_len)
     state = abstract_train_state(template, tx, shardings)
     t0 = time.perf_counter()
