@@ -251,7 +251,8 @@ def main(argv=None) -> int:
         print(json.dumps(PHASES[args.phase](args)))
         return 0
     if "hf_datasets" not in args.skip and importlib.util.find_spec("datasets") is None:
-        p.error("the datasets.map comparison needs the `bench` extra: pip install -e '.[bench]' (or --skip hf_datasets)")
+        p.error("the datasets.map comparison needs the `bench` extra: pip install -e '.[bench]' "
+                "(or --skip hf_datasets)")
     report: dict = {"records_requested": args.records, "cpus": os.cpu_count(), "seq_len": args.seq_len,
                     "build_workers": args.build_workers}
     if "release" not in args.skip:

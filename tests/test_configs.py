@@ -44,7 +44,8 @@ BAD_VALUES = [
     ("train.warmup_steps", -1), ("train.warmup_steps", 1000),  # == train.steps
     ("train.weight_decay", -0.1), ("train.weight_decay", float("nan")),
     ("train.b1", 1.0), ("train.b1", -0.1), ("train.b2", float("nan")), ("train.eps", 0.0), ("train.eps", -1e-8),
-    ("train.clip_norm", float("nan")), ("train.loss_chunk", 0), ("train.global_batch_size", 0),
+    ("train.clip_norm", float("nan")), ("train.loss_chunk", 0), ("train.loss_remat", "yes"),
+    ("train.global_batch_size", 0),
     ("checkpoint.every_steps", 0), ("checkpoint.keep", 0), ("log.every_steps", 0), ("eval.every_steps", -1),
     ("eval.batch_size", 0), ("model.dtype", "int8"), ("model.param_dtype", "float64"),
     ("data.temperature", 0.0), ("lora.alpha", float("nan")),

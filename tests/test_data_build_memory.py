@@ -4,11 +4,11 @@ A release of N records and one of 4N (the same files, 4x as many of them: a real
 languages and sources, each file stays small) are built under tracemalloc, all into ONE output
 cell (``--language en``), so the train file the dev split ranks and rewrites and the JSONL read
 back grow 4x too; the peak traced memory of the build (import -> validate -> dev split -> JSONL)
-and of reading its JSONL back line by line is about the same for both. An input file is still
-parsed per record (a malformed record is one quarantine entry, the rest of the file is kept), so
-the peak follows neither the release nor, for JSON lines, the largest input file. The negative control loads the JSONL whole the same
-way and shows the measurement sees a whole-load (its peak grows ~4x). Python allocations only
-(tracemalloc); RSS at GlobMed scale is in scripts/data_bench.py.
+and of reading its JSONL back line by line is about the same for both. An input file is parsed
+per record (a malformed record is one quarantine entry, the rest of the file is kept), so the peak
+follows neither the release nor, for JSON lines, the largest input file. The negative control
+loads the JSONL whole the same way and shows the measurement sees a whole-load (its peak grows
+~4x). Python allocations only (tracemalloc); RSS at GlobMed scale is in scripts/data_bench.py.
 
 A GlobMed file in JSON lines is read one line at a time, so one file 4x as long does not raise
 the peak either; a JSON array's text is still read whole (its elements are parsed one by one).

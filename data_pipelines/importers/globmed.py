@@ -338,7 +338,8 @@ def _convert(
     default_base = fm.get("cop_base", opts.cop_base if opts.cop_base is not None else 0)
     if "cop_base" in fm:
         cop_base: int | None = int(fm["cop_base"])
-    elif family == families.MCQA.name:  # only multiple choice reads `cop`: one more pass, over the lines that can hold it
+    elif family == families.MCQA.name:  # only multiple choice reads `cop`: one more pass, over the
+        # lines that can hold it
         cop_base = detect_cop_base(StreamedJsonEntries(file, wanted=_may_hold_cop), int(default_base))
     else:
         cop_base = int(default_base)
