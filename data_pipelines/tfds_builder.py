@@ -29,6 +29,17 @@ from globmed_jax.data.schema import OPTION_LETTERS, SPLITS, Record
 
 log = logging.getLogger("data_pipelines.tfds_builder")
 BUILDER_NAME = ARRAYRECORD_BUILDER
+
+
+class _NoCustomConfigNotice(logging.Filter):
+    """TFDS warns "Using custom data configuration" for every config not declared in advance:
+    here that is every (dataset, language), so 150 warnings per full build that say nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Using custom data configuration: GlobMedConfig(")
+
+
+logging.getLogger("absl").addFilter(_NoCustomConfigNotice())
 VERSION = tfds.core.Version("1.1.0")
 _TEXT_FIELDS = ARRAYRECORD_TEXT_FIELDS
 

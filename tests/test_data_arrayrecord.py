@@ -292,3 +292,18 @@ def test_parallel_build_error_names_the_config(build_dir, tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         build_tfds(build_dir, tmp_path / "tfds", pairs=[("medqa", "en"), ("medqa", "xx")], workers=2)
     assert "medqa-xx" in "".join(getattr(info.value, "__notes__", []))
+
+
+def test_builders_do_not_warn_about_their_own_configs(tmp_path, caplog):
+    """TFDS's per-config "custom data configuration" notice (150 per full build) is dropped, and
+    only that one: other absl warnings still reach the log."""
+    import logging
+
+    from data_pipelines.tfds_builder import make_builder
+
+    with caplog.at_level(logging.INFO):
+        make_builder(tmp_path, tmp_path, "medqa", "en")
+        logging.getLogger("absl").warning("Using custom data configuration elsewhere")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("Using custom data configuration: GlobMedConfig(") for m in messages)
+    assert "Using custom data configuration elsewhere" in messages
