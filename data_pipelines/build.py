@@ -209,8 +209,8 @@ def build(
     if tfds and counts.total_kept:
         from data_pipelines.tfds_builder import build_tfds  # lazy: tensorflow is heavy
 
-        for name in build_tfds(out, out / "tfds", beam=beam, workers=tfds_workers):
-            log.info("TFDS config %s written to %s", name, out / "tfds")
+        names = build_tfds(out, out / "tfds", beam=beam, workers=tfds_workers)  # logs each one
+        log.info("%d ArrayRecord datasets written to %s", len(names), out / "tfds")
     return counts
 
 

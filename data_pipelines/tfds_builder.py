@@ -152,16 +152,22 @@ def build_tfds(
     the records are the same (``workers`` is then unused: the runner parallelises)."""
     pairs = list(pairs if pairs is not None else discover(jsonl_dir))
     jobs = [(str(jsonl_dir), str(data_dir), dataset, language) for dataset, language in pairs]
-    if beam is not None or workers <= 1 or len(jobs) <= 1:
-        return [_prepare(*job, beam=beam, progress=(k + 1, len(jobs))) for k, job in enumerate(jobs)]
-    biggest_first = sorted(range(len(jobs)), key=lambda k: -_jsonl_bytes(str(jsonl_dir), *pairs[k]))
     names: dict[int, str] = {}
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(_prepare, *jobs[k]): k for k in biggest_first}
-        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            names[futures[future]] = future.result()  # a worker's error is raised here, naming its config
-            log.info("ArrayRecord %d/%d: %s", done, len(jobs), names[futures[future]])
+
+    def finished(k: int, name: str) -> None:
+        names[k] = name
+        log.info("ArrayRecord %d/%d: %s", len(names), len(jobs), name)
+
+    if beam is not None or workers <= 1 or len(jobs) <= 1:
+        for k, job in enumerate(jobs):
+            finished(k, _prepare(*job, beam=beam))
+    else:
+        biggest_first = sorted(range(len(jobs)), key=lambda k: -_jsonl_bytes(str(jsonl_dir), *pairs[k]))
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            futures = {pool.submit(_prepare, *jobs[k]): k for k in biggest_first}
+            for future in concurrent.futures.as_completed(futures):
+                finished(futures[future], future.result())  # a worker's error is raised here, naming its config
     return [names[k] for k in range(len(jobs))]
 
 
@@ -170,8 +176,7 @@ def _jsonl_bytes(jsonl_dir: str, dataset: str, language: str) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def _prepare(jsonl_dir: str, data_dir: str, dataset: str, language: str, beam: Any = None,
-             progress: tuple[int, int] | None = None) -> str:
+def _prepare(jsonl_dir: str, data_dir: str, dataset: str, language: str, beam: Any = None) -> str:
     """Writes one (dataset, language) ArrayRecord dataset; returns its config name."""
     beam_args = {} if beam is None else {"beam_runner": beam.runner, "beam_options": beam.pipeline_options()}
     builder = make_builder(jsonl_dir, data_dir, dataset, language, beam=beam is not None)
@@ -180,10 +185,7 @@ def _prepare(jsonl_dir: str, data_dir: str, dataset: str, language: str, beam: A
     except Exception as err:  # a worker's error reaches the parent with the config it belongs to
         err.add_note(f"while writing the ArrayRecord dataset {config_name(dataset, language)} from {jsonl_dir}")
         raise
-    name = builder.builder_config.name
-    if progress is not None:
-        log.info("ArrayRecord %d/%d: %s", *progress, name)
-    return name
+    return builder.builder_config.name
 
 
 def dataset_dir(data_dir: str | pathlib.Path, dataset: str, language: str) -> pathlib.Path:

@@ -195,12 +195,13 @@ def train_rows(cfg, devices, seqs, batch, remat, loss_chunk: int = 0) -> list[di
     rows = []
     for seq in seqs:
         template = ModelTemplate(abstract_model(cfg, mesh), nnx.Param)
-        tx, schedule = make_optimizer(template.initial_params, typed_config(config).train.optim)
+        train = typed_config(config).train
+        tx, schedule = make_optimizer(template.initial_params, train.optim)
         shardings = state_shardings(template, tx, mesh)
         step_fn = make_train_step(template, tx, schedule, num_languages=len(config.data.languages),
                                   microbatches=1, loss_chunk=config.train.loss_chunk, skip_nonfinite=True,
                                   prompt_loss_weight=config.train.prompt_loss_weight,
-                                  remat_loss=typed_config(config).train.remat_loss)
+                                  remat_loss=train.remat_loss)
         gb = batch * len(devices)
         jitted = jit_train_step(step_fn, shardings, mesh, gb, seq)
         state = abstract_train_state(template, tx, shardings)

@@ -23,6 +23,7 @@ from data_pipelines.importers.base import FileFormatError
 _SNIPPET = 80
 RAW_EXCERPT = 500  # characters of a bad record kept in the quarantine (bounded for huge lines)
 MAX_JSON_DEPTH = 64  # deeper JSON is hostile or broken; json.loads would hit RecursionError
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, tolerated at the start of a file
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # undecodable bytes under errors="surrogateescape"
 
 
@@ -60,8 +61,8 @@ def read_text_lenient(path: pathlib.Path) -> str:
     """UTF-8 with undecodable bytes kept as lone surrogates (``surrogateescape``), so the
     record that holds them can be found and quarantined after the file is split."""
     data = pathlib.Path(path).read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
     return data.decode("utf-8", "surrogateescape")
 
 
@@ -120,8 +121,8 @@ def lenient_lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
     multi-byte UTF-8 sequence is "\n", so decoding per line equals decoding the whole)."""
     with open(path, "rb") as fh:
         for i, raw in enumerate(fh, start=1):
-            if i == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+            if i == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
             yield i, raw.decode("utf-8", "surrogateescape").removesuffix("\n")
 
 
@@ -226,8 +227,8 @@ def _starts_with_bracket(path: pathlib.Path, chunk: int = 1 << 16) -> bool:
     """Whether the first non-whitespace character of the (lenient UTF-8) file is ``[``."""
     with open(path, "rb") as fh:
         head = fh.read(chunk)
-        if head.startswith(b"\xef\xbb\xbf"):
-            head = head[3:]
+        if head.startswith(_BOM):
+            head = head[len(_BOM):]
         while head:
             text = head.decode("utf-8", "surrogateescape").lstrip()
             if text:
